@@ -1,0 +1,49 @@
+"""Flags and start-up shared by the entry points; the library never reads flags."""
+
+import sys
+import textwrap
+from typing import Callable
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from jaylyrics_jax import runtime
+from jaylyrics_jax.errors import JaylyricsError
+
+WORKDIR = flags.DEFINE_string(
+    'workdir', 'runs/lstm',
+    'Folder of the run: checkpoints/, log.jsonl, loss.png, samples.txt.')
+RNG_SEED = flags.DEFINE_integer(
+    'rng_seed', 0, 'Seed of the random number generator (PRNG key).')
+COMPILATION_CACHE = flags.DEFINE_string(
+    'compilation_cache', runtime.default_cache_dir(),
+    'Folder of the persistent XLA compilation cache; empty turns it off.')
+
+
+def fail(message: str) -> None:
+  """Prints one paragraph naming the problem and the fix, then exits 1."""
+  print('error: ' + textwrap.fill(message, width=100,
+                                  subsequent_indent='       '),
+        file=sys.stderr)
+  sys.exit(1)
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """`app.run(main)` with quiet orbax logs, the cache, and clean errors."""
+
+  def wrapped(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+    logging.set_verbosity(logging.WARNING)  # orbax logs ~70 INFO lines a save.
+    if COMPILATION_CACHE.value:
+      try:
+        runtime.enable_compilation_cache(COMPILATION_CACHE.value)
+      except OSError as e:
+        logging.warning('Compilation cache off (%s).', e)
+    try:
+      main(argv)
+    except JaylyricsError as e:
+      fail(str(e))
+
+  app.run(wrapped)

@@ -1,0 +1,81 @@
+r"""Writes lyrics from a trained model.
+
+  python -m experiments.sample --seed=从前 --length=200
+"""
+
+import datetime
+import os
+
+from absl import flags
+import jax
+
+from experiments import common
+import jaylyrics_jax as jl
+from jaylyrics_jax import sampling
+
+SEED = flags.DEFINE_string('seed', '从前', 'Text the lyrics start from.')
+LENGTH = flags.DEFINE_integer('length', 200, 'Characters to generate.',
+                              lower_bound=1)
+SAMPLING = flags.DEFINE_enum(
+    'sampling', 'combined', list(sampling.MODES),
+    'weighted: draw from the softmax; argmax: most likely character; '
+    'combined: draw right after a space, argmax elsewhere.')
+TEMPERATURE = flags.DEFINE_float('temperature', 1.0,
+                                 'Divide the logits by this before drawing.')
+TOP_K = flags.DEFINE_integer('top_k', 0, 'Draw among the k most likely '
+                             'characters only (0 = all).', lower_bound=0)
+TOP_P = flags.DEFINE_float('top_p', 1.0, 'Nucleus sampling mass (1 = all).')
+NUM_SAMPLES = flags.DEFINE_integer('num_samples', 1,
+                                   'Independent samples, drawn in one call.',
+                                   lower_bound=1)
+UNKNOWN_CHARS = flags.DEFINE_enum(
+    'unknown_chars', 'error', ['error', 'skip'],
+    'Seed characters outside the vocabulary: stop with an error listing '
+    'them, or drop them with a warning.')
+CHECKPOINT = flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'],
+                               'Which checkpoint of the run to use.')
+NEWLINES = flags.DEFINE_bool('newlines', True,
+                             'Print each space as a line break.')
+
+flags.register_validator(
+    'temperature', lambda t: t > 0,
+    message='--temperature must be > 0 (use --sampling=argmax for greedy '
+    'decoding).')
+flags.register_validator('top_p', lambda p: 0 < p <= 1,
+                         message='--top_p must be in (0, 1].')
+flags.register_validator('seed', lambda s: bool(s),
+                         message='--seed must not be empty, e.g. --seed=从前.')
+
+
+def main(argv):
+  del argv
+  model = jl.load_model(common.WORKDIR.value, which=CHECKPOINT.value,
+                        warn=lambda m: print('warning: ' + m, flush=True))
+  missing = model.vocab.unknown_chars(SEED.value)
+  if missing and UNKNOWN_CHARS.value == 'skip':
+    print(f'warning: dropping seed characters not in the vocabulary: '
+          f'{" ".join(missing)}', flush=True)
+  config = jl.SamplingConfig(mode=SAMPLING.value,
+                             temperature=TEMPERATURE.value, top_k=TOP_K.value,
+                             top_p=TOP_P.value)
+  texts = jl.sample_text(model.params, model.model_config, model.vocab,
+                         SEED.value, jax.random.key(common.RNG_SEED.value),
+                         length=LENGTH.value, config=config,
+                         num_samples=NUM_SAMPLES.value,
+                         unknown=UNKNOWN_CHARS.value)
+  stamp = datetime.datetime.now().isoformat(timespec='seconds')
+  header = (f'# {stamp} step {model.step} seed={SEED.value!r} '
+            f'rng_seed={common.RNG_SEED.value} sampling={SAMPLING.value} '
+            f'temperature={TEMPERATURE.value} top_k={TOP_K.value} '
+            f'top_p={TOP_P.value}')
+  with open(os.path.join(common.WORKDIR.value, 'samples.txt'), 'a',
+            encoding='utf-8') as f:
+    f.write(header + '\n' + '\n'.join(texts) + '\n\n')
+  for i, text in enumerate(texts):
+    if len(texts) > 1:
+      print(f'--- sample {i + 1}')
+    print(text.replace(' ', '\n') if NEWLINES.value else text, flush=True)
+
+
+if __name__ == '__main__':
+  common.run(main)

@@ -1,0 +1,141 @@
+r"""Trains a character-level lyrics model.
+
+  python -m experiments.train --flagfile=experiments/lstm.flags
+
+Stop it with Ctrl-C (or SIGTERM): it saves a checkpoint first. Continue with
+the same command plus --resume.
+"""
+
+import signal
+
+from absl import flags
+import tqdm
+
+from experiments import common
+import jaylyrics_jax as jl
+from jaylyrics_jax import config as config_lib
+
+CORPUS = flags.DEFINE_string(
+    'corpus', None,
+    'Raw UTF-8 lyrics file. Default: data/jaychou/origin.txt, downloaded '
+    'from the original project when missing.')
+NUM_EPOCHS = flags.DEFINE_integer('num_epochs', 50, 'Epochs to train.',
+                                  lower_bound=1)
+BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'Parallel text streams.',
+                                  lower_bound=1)
+SEQ_LENGTH = flags.DEFINE_integer(
+    'seq_length', 16, 'Characters per window (truncated BPTT length).',
+    lower_bound=1)
+RNNCELL = flags.DEFINE_enum('rnncell', 'lstm', list(config_lib.CELLS),
+                            'Recurrent cell.')
+RNN_SIZE = flags.DEFINE_integer('rnn_size', 128, 'Hidden units per layer.',
+                                lower_bound=1)
+NUM_LAYERS = flags.DEFINE_integer('num_layers', 2, 'Recurrent layers.',
+                                  lower_bound=1)
+EMBEDDING_SIZE = flags.DEFINE_integer('embedding_size', 100,
+                                      'Character embedding size.',
+                                      lower_bound=1)
+DROPOUT = flags.DEFINE_float(
+    'dropout', 0.0, 'Dropout rate between layers and before the output.',
+    lower_bound=0.0, upper_bound=0.99)
+LEARNING_RATE = flags.DEFINE_float('learning_rate', 1e-3, 'Adam step size.')
+DECAY_RATE = flags.DEFINE_float(
+    'decay_rate', 1.0, 'Learning rate multiplier per epoch (1.0 = constant).')
+GRAD_CLIP = flags.DEFINE_float('grad_clip', 5.0, 'Global gradient-norm clip.')
+PATIENCE = flags.DEFINE_integer(
+    'patience', 5,
+    'Stop after this many epochs without a better valid loss (0 = never).',
+    lower_bound=0)
+VALID_FRACTION = flags.DEFINE_float(
+    'valid_fraction', 0.1, 'Share of the cleaned text, at its end, kept for '
+    'validation.', lower_bound=0.0, upper_bound=0.9)
+RANDOM_OFFSET = flags.DEFINE_bool(
+    'random_offset', False,
+    'Start each epoch at a random offset below seq_length.')
+SAVE_EVERY = flags.DEFINE_integer(
+    'save_every', 1000, 'Save a checkpoint every this many steps (and at '
+    'every epoch end).', lower_bound=1)
+KEEP_CHECKPOINTS = flags.DEFINE_integer(
+    'keep_checkpoints', 5, 'Newest checkpoints kept (the best is kept too).',
+    lower_bound=1)
+RESUME = flags.DEFINE_bool('resume', False,
+                           'Continue the run in --workdir where it stopped.')
+
+flags.register_validator('learning_rate', lambda v: v > 0,
+                         message='--learning_rate must be > 0.')
+flags.register_validator('decay_rate', lambda v: 0 < v <= 1,
+                         message='--decay_rate must be in (0, 1].')
+flags.register_validator('grad_clip', lambda v: v > 0,
+                         message='--grad_clip must be > 0.')
+
+
+class _Console:
+  """Progress bar and one line per epoch."""
+
+  def __init__(self):
+    self._bar = None
+
+  def on_step(self, epoch, position, total):
+    if self._bar is None:
+      self._bar = tqdm.tqdm(total=total, initial=position - 1,
+                            desc=f'epoch {epoch + 1}', leave=False,
+                            unit='batch', dynamic_ncols=True)
+    self._bar.update(1)
+
+  def close_bar(self):
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
+
+  def on_epoch(self, r):
+    self.close_bar()
+    valid = ('valid loss n/a' if r['valid_loss'] is None else
+             f"valid loss {r['valid_loss']:.4f} ({r['valid_bpc']:.3f} bpc)")
+    print(f"epoch {r['epoch']:3d}  step {r['step']:6d}  train loss "
+          f"{r['train_loss']:.4f}  {valid}  lr {r['lr']:.2e}  grad norm "
+          f"{r['grad_norm']:.3f}  {r['seconds']:.1f}s  "
+          f"{r['chars_per_s']:,.0f} chars/s", flush=True)
+
+  def on_message(self, text):
+    self.close_bar()
+    print(text, flush=True)
+
+
+def main(argv):
+  del argv
+  model_config = jl.ModelConfig(
+      embedding_size=EMBEDDING_SIZE.value, rnn_size=RNN_SIZE.value,
+      num_layers=NUM_LAYERS.value, cell=RNNCELL.value, dropout=DROPOUT.value)
+  train_config = jl.TrainConfig(
+      workdir=common.WORKDIR.value, batch_size=BATCH_SIZE.value,
+      seq_length=SEQ_LENGTH.value, num_epochs=NUM_EPOCHS.value,
+      learning_rate=LEARNING_RATE.value, decay_rate=DECAY_RATE.value,
+      grad_clip=GRAD_CLIP.value, rng_seed=common.RNG_SEED.value,
+      save_every=SAVE_EVERY.value, keep_checkpoints=KEEP_CHECKPOINTS.value,
+      patience=PATIENCE.value, valid_fraction=VALID_FRACTION.value,
+      random_offset=RANDOM_OFFSET.value)
+  corpus = jl.resolve_corpus(CORPUS.value)
+
+  signals = []
+  def request_stop(signum, unused_frame):
+    signals.append(signum)
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, request_stop)
+
+  console = _Console()
+  result = jl.train(corpus, model_config, train_config, resume=RESUME.value,
+                    on_step=console.on_step, on_epoch=console.on_epoch,
+                    on_message=console.on_message,
+                    stop_requested=lambda: bool(signals))
+  console.close_bar()
+  if result.stopped == 'interrupted':
+    print(f'Stopped by signal at step {result.step}; the checkpoint is saved. '
+          'Continue with the same command plus --resume.', flush=True)
+  else:
+    print(f'Done ({result.stopped}) after {result.epochs} epochs, step '
+          f'{result.step}; best valid loss {result.best_valid_loss:.4f}. '
+          f'Run folder: {result.workdir}', flush=True)
+
+
+if __name__ == '__main__':
+  common.run(main)

@@ -1,0 +1,42 @@
+"""jaylyrics_jax: character-level lyrics models in JAX/Flax.
+
+The library takes plain dataclasses and arrays and never reads flags:
+
+    import jax, jaylyrics_jax as jl
+    result = jl.train('lyrics.txt', jl.ModelConfig(), jl.TrainConfig(workdir='runs/x'))
+    m = jl.load_model('runs/x')
+    print(jl.sample_text(m.params, m.model_config, m.vocab, '从前', jax.random.key(0))[0])
+"""
+
+from jaylyrics_jax.batching import epoch_batches
+from jaylyrics_jax.checkpointing import restore as restore_checkpoint
+from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.config import TrainConfig
+from jaylyrics_jax.corpus import clean_line
+from jaylyrics_jax.corpus import clean_text
+from jaylyrics_jax.corpus import download_corpus
+from jaylyrics_jax.corpus import load_clean_text
+from jaylyrics_jax.corpus import resolve_corpus
+from jaylyrics_jax.corpus import split_train_valid
+from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.evaluation import evaluate_text
+from jaylyrics_jax.model import CharLM
+from jaylyrics_jax.model import init_params
+from jaylyrics_jax.model import zero_carries
+from jaylyrics_jax.plotting import plot_losses
+from jaylyrics_jax.sampling import generate
+from jaylyrics_jax.sampling import sample_text
+from jaylyrics_jax.sampling import SamplingConfig
+from jaylyrics_jax.saved_model import load_model
+from jaylyrics_jax.saved_model import LoadedModel
+from jaylyrics_jax.trainer import train
+from jaylyrics_jax.trainer import TrainResult
+from jaylyrics_jax.training import create_train_state
+from jaylyrics_jax.training import make_eval_step
+from jaylyrics_jax.training import make_optimizer
+from jaylyrics_jax.training import make_train_step
+from jaylyrics_jax.training import TrainState
+from jaylyrics_jax.vocab import build_vocabulary
+from jaylyrics_jax.vocab import Vocabulary
+
+__version__ = '0.1.0'

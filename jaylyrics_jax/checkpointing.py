@@ -1,0 +1,144 @@
+"""Self-describing orbax checkpoints with a damage check and fallback.
+
+Each checkpoint step holds two items: `state` (a pytree of arrays, saved with
+`StandardSave`) and `meta` (JSON: vocabulary, configs, loop position and a
+SHA-256 of every array in `state`). orbax writes a step to a temporary
+directory and renames it when complete, so a killed save is never listed; the
+digest catches a step whose files were damaged afterwards, and `restore`
+then falls back to the previous good step, saying so.
+"""
+
+import hashlib
+import os
+from typing import Any, Callable
+
+from absl import logging
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaylyrics_jax.errors import JaylyricsError
+
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = 'checkpoints'
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+
+
+def tree_digest(tree: Any) -> str:
+  """SHA-256 over every leaf's dtype, shape and bytes, in tree order."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(tree):
+    a = np.asarray(leaf)
+    h.update(f'{a.dtype}{a.shape}'.encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+  return h.hexdigest()
+
+
+def open_manager(workdir: str, keep: int = 5,
+                 for_writing: bool = True) -> ocp.CheckpointManager:
+  """A manager keeping the `keep` newest steps and the best by valid loss.
+
+  The preservation policy keeps the newest steps whatever their metric, so a
+  run can always resume from where it stopped. A manager opened only for
+  reading creates nothing and removes nothing (a killed save's temporary
+  folder is left for the next writer, which removes it).
+  """
+  policies = ocp.checkpoint_managers
+  metric = lambda m: m['valid_loss']
+  options = ocp.CheckpointManagerOptions(
+      best_fn=metric, best_mode='min',
+      preservation_policy=policies.AnyPreservationPolicy([
+          policies.LatestN(n=keep),
+          policies.BestN(get_metric_fn=metric, reverse=True, n=1)]),
+      create=for_writing, cleanup_tmp_directories=for_writing)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
+         meta: dict[str, Any], valid_loss: float) -> None:
+  """Saves one step and waits until it is durable on disk."""
+  meta = dict(meta, format_version=FORMAT_VERSION,
+              state_sha256=tree_digest(state))
+  try:
+    manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                 metrics={'valid_loss': float(valid_loss)}, force=True)
+    manager.wait_until_finished()
+  except OSError as e:
+    raise JaylyricsError(
+        f'Could not write checkpoint {step} to {manager.directory}: '
+        f'{e.strerror or e}. Free disk space or fix the permissions; the '
+        'previous checkpoints are untouched.') from None
+
+
+def read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+  return manager.restore(
+      step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
+
+def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
+            which: str = 'latest', step: int | None = None,
+            warn: Callable[[str], None] = logging.warning,
+            ) -> tuple[Any, dict[str, Any], int]:
+  """Restores the newest (or best) good checkpoint of `workdir`.
+
+  Args:
+    workdir: the run's folder.
+    abstract_state_fn: builds the abstract state tree from the checkpoint's
+      meta, so the arrays come back in their original containers.
+    which: 'latest' or 'best' (lowest valid loss); ignored when `step` is set.
+    step: restore exactly this step.
+    warn: called with a message for every damaged checkpoint skipped.
+  Returns:
+    (state, meta, step).
+  """
+  directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    raise JaylyricsError(
+        f'No checkpoint in {workdir!r} (no {CHECKPOINT_DIR}/ folder). Train '
+        'first with `python -m experiments.train`, or pass the --workdir of '
+        'a finished run.')
+  manager = open_manager(workdir, for_writing=False)
+  try:
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
+      raise JaylyricsError(
+          f'No complete checkpoint in {directory!r}. Train first with '
+          '`python -m experiments.train`, or pass the --workdir of a finished '
+          'run.')
+    if step is not None:
+      if step not in steps:
+        raise JaylyricsError(
+            f'Checkpoint step {step} is not in {directory!r}; available: '
+            f'{sorted(steps)}.')
+      candidates = [step]
+    else:
+      candidates = steps
+      best = manager.best_step() if which == 'best' else None
+      if best is not None:
+        candidates = [best] + [s for s in steps if s != best]
+    for s in candidates:
+      try:
+        meta = read_meta(manager, s)
+        abstract = abstract_state_fn(meta)
+        restored = manager.restore(s, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract)))
+        state = restored.state
+        if tree_digest(state) != meta.get('state_sha256'):
+          raise ValueError('its arrays do not match the digest saved with it')
+        return state, meta, s
+      except JaylyricsError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        # Any failure to read a step means its files are damaged.
+        warn(f'Checkpoint {s} in {directory} is damaged ({type(e).__name__}: '
+             f'{str(e).splitlines()[0] if str(e) else ""}); falling back to '
+             'an earlier one.')
+    raise JaylyricsError(
+        f'Every checkpoint in {directory!r} is damaged ({sorted(steps)}). '
+        'Retrain, or restore the folder from a backup.')
+  finally:
+    manager.close()

@@ -1,0 +1,70 @@
+"""`CharLM`: embedding -> stacked RNN scanned over time -> softmax logits."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaylyrics_jax.config import ModelConfig
+
+_CELLS = {
+    'lstm': nn.OptimizedLSTMCell,
+    'gru': nn.GRUCell,
+    'rnn': nn.SimpleCell,
+}
+
+# One entry per layer: an LSTM carry is (c, h), a GRU or RNN carry is h.
+Carries = tuple[Any, ...]
+
+
+def zero_carries(config: ModelConfig, batch_size: int) -> Carries:
+  """Fresh all-zero carries, one per layer, each <float32>[batch, rnn_size].
+
+  Always build a new one: a carry passed to a donating step is deleted.
+  """
+  cell = _CELLS[config.cell](config.rnn_size, parent=None)
+  # initialize_carry reads only shape[:-1] as the batch: (batch,) would drop it.
+  shape = (batch_size, config.rnn_size)
+  return tuple(cell.initialize_carry(jax.random.key(0), shape)
+               for _ in range(config.num_layers))
+
+
+def last_hidden(carries: Carries) -> jax.Array:
+  """<float32>[batch, rnn_size]: the top layer's hidden state."""
+  top = carries[-1]
+  return top[1] if isinstance(top, tuple) else top
+
+
+class CharLM(nn.Module):
+  """Character language model.
+
+  Call with `tokens` <int32>[batch, time] and `carries` (see `zero_carries`);
+  returns logits <float32>[batch, time, vocab] and the carries after the last
+  step, so consecutive windows, evaluation and sampling continue one state.
+  """
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, tokens: jax.Array, carries: Carries,
+               train: bool = False) -> tuple[jax.Array, Carries]:
+    cfg = self.config
+    x = nn.Embed(cfg.vocab_size, cfg.embedding_size, name='embed')(tokens)
+    new_carries = []
+    for i in range(cfg.num_layers):
+      if i > 0:
+        x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
+      # Parameters live under the cell's name; nn.RNN's own name is unused.
+      rnn = nn.RNN(_CELLS[cfg.cell](cfg.rnn_size, name=f'cell{i}'))
+      carry, x = rnn(x, initial_carry=carries[i], return_carry=True)
+      new_carries.append(carry)
+    x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
+    logits = nn.Dense(cfg.vocab_size, name='output')(x)
+    return logits, tuple(new_carries)
+
+
+def init_params(config: ModelConfig, key: jax.Array) -> Any:
+  """Initial parameters for `CharLM(config)`."""
+  model = CharLM(config)
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  return model.init(key, tokens, zero_carries(config, 1))['params']

@@ -1,0 +1,317 @@
+"""The training run: data, epochs, validation, logs, checkpoints, resume.
+
+`train` is what `python -m experiments.train` calls; it takes plain configs
+and callbacks and reads no flags. Everything a resumed run needs to continue
+exactly (step, epoch, position inside the epoch, carried hidden state,
+optimizer state with the learning-rate schedule's position, dropout key,
+early-stopping counters and the epoch's running sums) is in the checkpoint.
+"""
+
+import dataclasses
+import math
+import os
+import tempfile
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaylyrics_jax import checkpointing
+from jaylyrics_jax.batching import epoch_batches
+from jaylyrics_jax.batching import min_chars
+from jaylyrics_jax.batching import num_batches
+from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.config import TrainConfig
+from jaylyrics_jax.corpus import load_clean_text
+from jaylyrics_jax.corpus import sha256_of
+from jaylyrics_jax.corpus import split_train_valid
+from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.evaluation import stream_arrays
+from jaylyrics_jax.evaluation import stream_nll
+from jaylyrics_jax.logs import append_jsonl
+from jaylyrics_jax.logs import keep_records
+from jaylyrics_jax.model import zero_carries
+from jaylyrics_jax.plotting import LOG_FILE
+from jaylyrics_jax.plotting import plot_losses
+from jaylyrics_jax.saved_model import abstract_tree
+from jaylyrics_jax.saved_model import checkpoint_tree
+from jaylyrics_jax.training import create_train_state
+from jaylyrics_jax.training import make_optimizer
+from jaylyrics_jax.training import make_train_step
+from jaylyrics_jax.vocab import build_vocabulary
+from jaylyrics_jax.vocab import Vocabulary
+
+# Train-config fields that fix the data stream or the state's shapes: a
+# resumed run must keep them.
+_RESUME_FIXED = ('batch_size', 'seq_length', 'valid_fraction', 'random_offset',
+                 'rng_seed')
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainData:
+  """The cleaned corpus, cut and encoded for one run."""
+  vocab: Vocabulary
+  train_ids: np.ndarray
+  valid_text: str
+  corpus_sha256: str
+
+
+def prepare_data(corpus_path: str, config: TrainConfig) -> TrainData:
+  """Reads, cleans, builds the vocabulary (whole text) and splits the corpus."""
+  text = load_clean_text(corpus_path,
+                         min_chars=min_chars(config.batch_size,
+                                             config.seq_length))
+  vocab = build_vocabulary(text)
+  train_text, valid_text = split_train_valid(text, config.valid_fraction)
+  return TrainData(vocab=vocab, train_ids=vocab.encode(train_text),
+                   valid_text=valid_text,
+                   corpus_sha256=sha256_of(text.encode('utf-8')))
+
+
+@dataclasses.dataclass
+class LoopState:
+  """Host-side position of a run; saved as JSON in every checkpoint."""
+  epoch: int = 0          # Epochs fully finished.
+  position: int = 0       # Batches finished inside the current epoch.
+  best_valid_loss: float = math.inf
+  bad_epochs: int = 0     # Epochs since the best valid loss.
+  loss_sum: float = 0.0   # The current epoch's running sums (float32 exact).
+  grad_norm_sum: float = 0.0
+  seconds: float = 0.0    # Training seconds spent in the current epoch.
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  workdir: str
+  step: int
+  epochs: int
+  best_valid_loss: float
+  stopped: str  # 'finished', 'early_stopped' or 'interrupted'.
+  history: list[dict[str, Any]]
+
+
+def _no_op(*unused_args, **unused_kwargs):
+  pass
+
+
+def _check_writable(workdir: str) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):
+      pass
+  except OSError as e:
+    raise JaylyricsError(
+        f'The workdir {workdir!r} is not writable ({e.strerror}). Pass a '
+        'folder you can write to with --workdir.') from None
+
+
+def _check_resumable(meta: dict[str, Any], data: TrainData,
+                     model_config: ModelConfig, config: TrainConfig) -> None:
+  """Refuses to continue a checkpoint with another corpus or model shape."""
+  problems = []
+  if meta['vocab'] != list(data.vocab.chars) or (
+      meta['corpus_sha256'] != data.corpus_sha256):
+    problems.append(
+        f"the corpus differs (checkpoint vocabulary {len(meta['vocab'])} "
+        f'characters, this corpus {data.vocab.size}; cleaned-text SHA-256 '
+        f"{meta['corpus_sha256'][:12]}... vs {data.corpus_sha256[:12]}...)")
+  saved_model = meta['model_config']
+  for key, value in model_config.to_dict().items():
+    if saved_model.get(key) != value:
+      problems.append(f'model {key}: checkpoint {saved_model.get(key)!r}, '
+                      f'now {value!r}')
+  for key in _RESUME_FIXED:
+    if meta['train_config'].get(key) != getattr(config, key):
+      problems.append(f"{key}: checkpoint {meta['train_config'].get(key)!r}, "
+                      f'now {getattr(config, key)!r}')
+  if problems:
+    raise JaylyricsError(
+        'Cannot --resume: the run in the workdir differs from these flags: '
+        + '; '.join(problems) + '. Use the same --corpus and model flags as '
+        'the checkpoint, or a new --workdir to start a fresh run.')
+
+
+def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
+          *, resume: bool = False,
+          on_step: Callable[[int, int, int], None] = _no_op,
+          on_epoch: Callable[[dict[str, Any]], None] = _no_op,
+          on_message: Callable[[str], None] = _no_op,
+          stop_requested: Callable[[], bool] = lambda: False,
+          make_plot: bool = True) -> TrainResult:
+  """Trains a `CharLM` on a lyrics file, writing everything into the workdir.
+
+  Args:
+    corpus_path: a raw UTF-8 lyrics file (cleaned here).
+    model_config: the model shape; its vocab_size is replaced by the corpus's.
+    config: training settings, `config.workdir` included.
+    resume: continue from the newest good checkpoint in the workdir.
+    on_step: called as (epoch, position, steps_per_epoch) after each step is
+      dispatched (no device sync).
+    on_epoch: called with each epoch's log record.
+    on_message: called with human-readable notes (resume, early stop, ...).
+    stop_requested: polled after every step; when it returns True the run
+      saves a checkpoint and returns with `stopped='interrupted'`.
+    make_plot: redraw `<workdir>/loss.png` after every epoch.
+  """
+  data = prepare_data(corpus_path, config)
+  model_config = dataclasses.replace(model_config, vocab_size=data.vocab.size)
+  workdir = config.workdir
+  _check_writable(workdir)
+  log_path = os.path.join(workdir, LOG_FILE)
+
+  b, t = config.batch_size, config.seq_length
+  max_offset = t - 1 if config.random_offset else 0
+  steps_per_epoch = num_batches(len(data.train_ids), b, t, max_offset)
+  if steps_per_epoch == 0:
+    raise JaylyricsError(
+        f'The training part of the corpus has {len(data.train_ids)} '
+        f'characters, fewer than one batch needs ({min_chars(b, t) + max_offset}'
+        ' = batch_size * seq_length + 1). Use a longer corpus or smaller '
+        '--batch_size/--seq_length.')
+  valid_arrays = stream_arrays(data.valid_text, data.vocab)
+
+  tx = make_optimizer(config, steps_per_epoch)
+  train_step = make_train_step(model_config, tx)
+  init_key, dropout_key, offset_key = jax.random.split(
+      jax.random.key(config.rng_seed), 3)
+  loop = LoopState()
+  has_checkpoints = bool(os.path.isdir(checkpointing.checkpoint_dir(workdir))
+                         and os.listdir(checkpointing.checkpoint_dir(workdir)))
+  if resume and has_checkpoints:
+    tree, meta, restored_step = checkpointing.restore(
+        workdir, abstract_tree, which='latest', warn=on_message)
+    _check_resumable(meta, data, model_config, config)
+    state = tree['train']
+    dropout_key = jax.random.wrap_key_data(tree['dropout_key'])
+    loop = LoopState(**meta['loop'])
+    keep_records(log_path, lambda r: r.get('epoch', 0) <= loop.epoch)
+    on_message(f'Resumed from step {restored_step} (epoch {loop.epoch + 1}, '
+               f'batch {loop.position}/{steps_per_epoch}).')
+  else:
+    if has_checkpoints:
+      raise JaylyricsError(
+          f'The workdir {workdir!r} already holds checkpoints of another run. '
+          'Pass --resume to continue it, or another --workdir to start '
+          'afresh (nothing was changed).')
+    if resume:
+      on_message(f'No checkpoint in {workdir!r}: starting a new run.')
+    state = create_train_state(model_config, tx, b, init_key)
+    keep_records(log_path, lambda r: False)
+  del init_key
+
+  manager = checkpointing.open_manager(workdir, keep=config.keep_checkpoints)
+  history = []
+
+  def valid_loss_of(params) -> float:
+    if not len(valid_arrays.targets):
+      return math.nan
+    nll, count = stream_nll(params, model_config, valid_arrays)
+    return nll / count if count else math.nan
+
+  def check_finite():
+    bad = int(state.nonfinite_step)
+    if bad >= 0:
+      raise JaylyricsError(
+          f'The loss or gradient became NaN/Inf at step {bad} (epoch '
+          f'{loop.epoch + 1}); no checkpoint was written after it and the '
+          'earlier ones are kept. Lower --learning_rate or --grad_clip, then '
+          'resume or restart.')
+
+  def save(valid_loss: float):
+    check_finite()
+    meta = {
+        'vocab': list(data.vocab.chars),
+        'corpus_sha256': data.corpus_sha256,
+        'model_config': model_config.to_dict(),
+        'train_config': config.to_dict(),
+        'loop': dataclasses.asdict(loop),
+        'valid_loss': None if math.isnan(valid_loss) else valid_loss,
+    }
+    metric = valid_loss if not math.isnan(valid_loss) else math.inf
+    checkpointing.save(manager, host_step,
+                       checkpoint_tree(state, dropout_key), meta, metric)
+
+  stopped = 'finished'
+  host_step = int(state.step)  # Counted on the host: no per-step sync.
+  try:
+    while loop.epoch < config.num_epochs:
+      offset = 0
+      if max_offset:
+        offset = int(jax.random.randint(
+            jax.random.fold_in(offset_key, loop.epoch), (), 0, max_offset + 1))
+      inputs, targets = epoch_batches(data.train_ids, b, t, offset)
+      inputs, targets = inputs[:steps_per_epoch], targets[:steps_per_epoch]
+      if loop.position == 0:
+        state = state.replace(carry=zero_carries(model_config, b))
+      loss_sum = jnp.asarray(loop.loss_sum, jnp.float32)
+      grad_norm_sum = jnp.asarray(loop.grad_norm_sum, jnp.float32)
+      start = time.perf_counter() - loop.seconds
+      interrupted = False
+      while loop.position < steps_per_epoch:
+        p = loop.position
+        state, metrics = train_step(state, (inputs[p], targets[p]), dropout_key)
+        loss_sum = loss_sum + metrics['loss']
+        grad_norm_sum = grad_norm_sum + metrics['grad_norm']
+        loop.position += 1
+        host_step += 1
+        on_step(loop.epoch, loop.position, steps_per_epoch)
+        interrupted = stop_requested()
+        if loop.position < steps_per_epoch and (
+            interrupted or host_step % config.save_every == 0):
+          loop.loss_sum, loop.grad_norm_sum = float(loss_sum), float(
+              grad_norm_sum)
+          loop.seconds = time.perf_counter() - start
+          save(valid_loss_of(state.params))
+          if interrupted:
+            on_message(f'Saved step {host_step}.')
+            stopped = 'interrupted'
+            break
+      if stopped == 'interrupted':
+        break
+      check_finite()
+      seconds = time.perf_counter() - start
+      valid_loss = valid_loss_of(state.params)
+      steps = steps_per_epoch
+      record = {
+          'epoch': loop.epoch + 1,
+          'step': host_step,
+          'train_loss': float(loss_sum) / steps,
+          'valid_loss': None if math.isnan(valid_loss) else valid_loss,
+          'valid_bpc': (None if math.isnan(valid_loss)
+                        else valid_loss / math.log(2)),
+          'lr': float(metrics['lr']),
+          'grad_norm': float(grad_norm_sum) / steps,
+          'seconds': seconds,
+          'chars_per_s': steps * b * t / seconds,
+      }
+      loop = LoopState(epoch=loop.epoch + 1,
+                       best_valid_loss=loop.best_valid_loss,
+                       bad_epochs=loop.bad_epochs)
+      if not math.isnan(valid_loss):
+        if valid_loss < loop.best_valid_loss:
+          loop.best_valid_loss, loop.bad_epochs = valid_loss, 0
+        else:
+          loop.bad_epochs += 1
+      record['best_valid_loss'] = loop.best_valid_loss
+      save(valid_loss)
+      append_jsonl(log_path, record)
+      history.append(record)
+      on_epoch(record)
+      if make_plot:
+        plot_losses(workdir)
+      if interrupted:
+        stopped = 'interrupted'
+        break
+      if config.patience and loop.bad_epochs >= config.patience:
+        on_message(f'Early stop: valid loss has not improved for '
+                   f'{loop.bad_epochs} epochs (best {loop.best_valid_loss:.4f}).')
+        stopped = 'early_stopped'
+        break
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+  return TrainResult(workdir=workdir, step=host_step, epochs=loop.epoch,
+                     best_valid_loss=loop.best_valid_loss, stopped=stopped,
+                     history=history)

@@ -1,0 +1,117 @@
+"""Optimizer, train state and the jitted train and eval steps."""
+
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.config import TrainConfig
+from jaylyrics_jax.model import Carries
+from jaylyrics_jax.model import CharLM
+from jaylyrics_jax.model import init_params
+from jaylyrics_jax.model import zero_carries
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a train step reads and writes.
+
+  `carry` is the hidden state carried from one window to the next inside an
+  epoch; `nonfinite_step` is the first step whose loss or gradient was NaN or
+  Inf (-1 while none was), recorded on the device so the loop need not sync.
+  """
+  params: Any
+  opt_state: Any
+  carry: Carries
+  step: jax.Array
+  nonfinite_step: jax.Array
+
+
+def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
+  """The original's decay: lr * decay_rate ** epoch, constant within an epoch."""
+  def schedule(count):
+    epoch = count // steps_per_epoch
+    return config.learning_rate * config.decay_rate ** epoch.astype(jnp.float32)
+  return schedule
+
+
+def make_optimizer(config: TrainConfig,
+                   steps_per_epoch: int) -> optax.GradientTransformation:
+  """Global-norm clipping, then Adam; the current lr is kept in the state."""
+  def chain(learning_rate):
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip),
+                       optax.adam(learning_rate))
+  return optax.inject_hyperparams(chain)(
+      learning_rate=learning_rate_schedule(config, steps_per_epoch))
+
+
+def create_train_state(model_config: ModelConfig,
+                       tx: optax.GradientTransformation, batch_size: int,
+                       init_key: jax.Array) -> TrainState:
+  params = init_params(model_config, init_key)
+  return TrainState(params=params, opt_state=tx.init(params),
+                    carry=zero_carries(model_config, batch_size),
+                    step=jnp.zeros((), jnp.int32),
+                    nonfinite_step=jnp.full((), -1, jnp.int32))
+
+
+def make_train_step(model_config: ModelConfig, tx: optax.GradientTransformation):
+  """Returns `train_step(state, batch, key) -> (state, metrics)`, jitted.
+
+  `batch` is (inputs, targets), each <int32>[B, T]; `key` is the run's dropout
+  key, folded with the step inside so every step draws fresh masks and a
+  resumed run draws the same ones. The old state is donated.
+  """
+  model = CharLM(model_config)
+
+  def loss_fn(params, carry, inputs, targets, key):
+    logits, new_carry = model.apply({'params': params}, inputs, carry,
+                                    train=True, rngs={'dropout': key})
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    return losses.mean(), new_carry
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  @functools.partial(jax.jit, donate_argnums=(0,))
+  def train_step(state: TrainState, batch, key):
+    inputs, targets = batch
+    (loss, carry), grads = grad_fn(state.params, state.carry, inputs, targets,
+                                   jax.random.fold_in(key, state.step))
+    grad_norm = optax.tree.norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite,
+                               state.step, state.nonfinite_step)
+    new_state = state.replace(params=params, opt_state=opt_state, carry=carry,
+                              step=state.step + 1,
+                              nonfinite_step=nonfinite_step)
+    metrics = {'loss': loss, 'grad_norm': grad_norm,
+               'lr': opt_state.hyperparams['learning_rate']}
+    return new_state, metrics
+
+  return train_step
+
+
+@functools.lru_cache(maxsize=16)
+def make_eval_step(model_config: ModelConfig):
+  """Returns `eval_step(params, carry, inputs, targets, mask)`, jitted.
+
+  Returns ({'nll_sum', 'count'}, carry): the summed negative log-likelihood
+  (nats) of the targets where `mask` is true, and how many there were.
+  Cached per model shape so every caller shares one compiled function.
+  """
+  model = CharLM(model_config)
+
+  @jax.jit
+  def eval_step(params, carry, inputs, targets, mask):
+    logits, carry = model.apply({'params': params}, inputs, carry)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    mask = mask.astype(nll.dtype)
+    return {'nll_sum': jnp.sum(nll * mask), 'count': jnp.sum(mask)}, carry
+
+  return eval_step
