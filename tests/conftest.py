@@ -1,0 +1,53 @@
+"""Shared fixtures: small synthetic corpora and the shared real corpus."""
+
+import os
+import random
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_CORPUS = os.path.join(REPO, '..', 'shared', 'data', 'jaychou',
+                             'origin.txt')
+
+# Made-up "lyrics" from a fixed character set: no corpus text in the repo.
+_CHARS = '春夏秋冬风花雪月山水天地你我他爱恨情长短夜雨星光云海心梦'
+
+
+def synthetic_lyrics(num_lines: int = 120, seed: int = 0) -> str:
+  """Raw text with headers, credits, Latin and full-width spaces to clean."""
+  rng = random.Random(seed)
+  motifs = [''.join(rng.choice(_CHARS) for _ in range(rng.randint(3, 7)))
+            for _ in range(12)]
+  lines = ['01、《春夏》', '作词：某人 作曲：某人', '（3’50）']
+  for i in range(num_lines):
+    line = ' '.join(rng.choice(motifs) for _ in range(rng.randint(1, 3)))
+    if i % 17 == 0:
+      line += '　Baby~'
+    lines.append(line)
+  return '\n'.join(lines) + '\n'
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path):
+  path = tmp_path / 'tiny.txt'
+  path.write_text(synthetic_lyrics(), encoding='utf-8')
+  return str(path)
+
+
+@pytest.fixture
+def shared_corpus():
+  if not os.path.exists(SHARED_CORPUS):
+    pytest.skip('../shared/data/jaychou/origin.txt is not here')
+  return SHARED_CORPUS
+
+
+@pytest.fixture(scope='session', autouse=True)
+def compilation_cache(tmp_path_factory):
+  """One XLA cache for the session: identical tiny models compile once.
+
+  Subprocess tests pass it on with --compilation_cache.
+  """
+  from jaylyrics_jax import runtime  # pylint: disable=g-import-not-at-top
+  cache_dir = str(tmp_path_factory.mktemp('xla_cache'))
+  runtime.enable_compilation_cache(cache_dir)
+  return cache_dir

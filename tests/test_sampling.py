@@ -1,0 +1,158 @@
+"""The sampler: stubbed logits give exact outputs; keys make it reproducible."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.model import CharLM
+from jaylyrics_jax.model import init_params
+from jaylyrics_jax.model import zero_carries
+from jaylyrics_jax.sampling import filter_logits
+from jaylyrics_jax.sampling import generate
+from jaylyrics_jax.sampling import sample_text
+from jaylyrics_jax.sampling import sample_tokens
+from jaylyrics_jax.sampling import SamplingConfig
+from jaylyrics_jax.vocab import build_vocabulary
+
+V = 5
+SPACE = 0
+
+
+def _cycle_step(carry, token):
+  """Stub model: the next token is token + 1 (mod V) with certainty-ish."""
+  logits = jnp.where(jnp.arange(V) == (token + 1) % V, 10.0, 0.0)
+  return logits, carry + 1
+
+
+def test_argmax_with_stub_gives_exact_sequence():
+  tokens = generate(_cycle_step, jnp.zeros(()), 2, jax.random.key(0), 7,
+                    SamplingConfig(mode='argmax'))
+  np.testing.assert_array_equal(tokens, [3, 4, 0, 1, 2, 3, 4])
+
+
+def test_weighted_with_top_k_one_is_argmax():
+  tokens = generate(_cycle_step, jnp.zeros(()), 0, jax.random.key(3), 6,
+                    SamplingConfig(mode='weighted', temperature=50.0, top_k=1))
+  np.testing.assert_array_equal(tokens, [1, 2, 3, 4, 0, 1])
+
+
+def _flat_step(carry, token):
+  """Stub model: token 3 slightly ahead of token 4; after 3 or 4 comes a space."""
+  after_word = jnp.where(jnp.arange(V) == SPACE, 10.0, -10.0)
+  choice = jnp.array([-10.0, -10.0, -10.0, 0.1, 0.0])
+  is_word = (token == 3) | (token == 4)
+  return jnp.where(is_word, after_word, choice), carry
+
+
+def test_combined_draws_after_space_only():
+  config = SamplingConfig(mode='combined')
+  runs = np.stack([generate(_flat_step, jnp.zeros(()), 2, jax.random.key(k),
+                            8, config, space_id=SPACE) for k in range(30)])
+  # After token 2 (not a space) the argmax 3 is taken; spaces follow words.
+  assert (runs[:, 0] == 3).all()
+  assert (runs[:, 1::2] == SPACE).all()
+  # After a space the draw picks 3 or 4, and both happen.
+  drawn = runs[:, 2::2]
+  assert set(np.unique(drawn)) == {3, 4}
+
+
+def test_argmax_mode_never_draws():
+  runs = np.stack([generate(_flat_step, jnp.zeros(()), SPACE,
+                            jax.random.key(k), 4,
+                            SamplingConfig(mode='argmax'), space_id=SPACE)
+                   for k in range(5)])
+  assert (runs == [3, 0, 3, 0]).all()
+
+
+def test_filter_logits_top_p_keeps_smallest_set():
+  logits = jnp.log(jnp.array([0.1, 0.5, 0.25, 0.15]))
+  kept = np.isfinite(filter_logits(logits, SamplingConfig(top_p=0.7)))
+  np.testing.assert_array_equal(kept, [False, True, True, False])
+  kept = np.isfinite(filter_logits(logits, SamplingConfig(top_p=0.75)))
+  np.testing.assert_array_equal(kept, [False, True, True, False])
+  kept = np.isfinite(filter_logits(logits, SamplingConfig(top_p=0.76)))
+  np.testing.assert_array_equal(kept, [False, True, True, True])
+  kept = np.isfinite(filter_logits(logits, SamplingConfig(top_p=0.01)))
+  np.testing.assert_array_equal(kept, [False, True, False, False])
+
+
+def test_filter_logits_top_k_and_temperature():
+  logits = jnp.array([1.0, 4.0, 3.0, 2.0])
+  out = filter_logits(logits, SamplingConfig(temperature=2.0, top_k=2))
+  np.testing.assert_allclose(out, [-np.inf, 2.0, 1.5, -np.inf])
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    ({'mode': 'greedy'}, 'sampling'), ({'temperature': 0.0}, 'temperature'),
+    ({'top_p': 0.0}, 'top_p'), ({'top_p': 1.5}, 'top_p'),
+    ({'top_k': -1}, 'top_k')])
+def test_bad_sampling_config(kwargs, match):
+  with pytest.raises(JaylyricsError, match=match):
+    SamplingConfig(**kwargs)
+
+
+@pytest.fixture(scope='module')
+def tiny_model():
+  vocab = build_vocabulary('春夏秋冬 风花雪月 ')
+  config = ModelConfig(vocab_size=vocab.size, embedding_size=8, rnn_size=16,
+                       num_layers=2)
+  return vocab, config, init_params(config, jax.random.key(0))
+
+
+def test_same_key_same_sample_other_key_other_sample(tiny_model):
+  vocab, config, params = tiny_model
+  draw = lambda seed: sample_text(params, config, vocab, '春夏',
+                                  jax.random.key(seed), length=40,
+                                  config=SamplingConfig(mode='weighted'))[0]
+  assert draw(1) == draw(1)
+  assert draw(1) != draw(2)
+  assert draw(1).startswith('春夏') and len(draw(1)) == 42
+
+
+def test_many_samples_in_one_call_match_their_keys(tiny_model):
+  vocab, config, params = tiny_model
+  seed_ids = vocab.encode('春夏')
+  key = jax.random.key(7)
+  many = sample_tokens(params, config, seed_ids, key, 30,
+                       SamplingConfig(), num_samples=3)
+  assert many.shape == (3, 30)
+  assert len({tuple(row) for row in many}) == 3
+  again = sample_tokens(params, config, seed_ids, key, 30, SamplingConfig(),
+                        num_samples=3)
+  np.testing.assert_array_equal(many, again)
+
+
+def test_seed_is_primed_once_without_repeating_its_last_character(tiny_model):
+  vocab, config, params = tiny_model
+  seed_ids = vocab.encode('春夏秋')
+  tokens = sample_tokens(params, config, seed_ids, jax.random.key(0), 5,
+                         SamplingConfig(mode='argmax'))[0]
+  apply = jax.jit(CharLM(config).apply)
+  carry = zero_carries(config, 1)
+  for t in seed_ids[:-1]:  # Every seed character but the last, once each.
+    _, carry = apply({'params': params}, jnp.array([[t]]), carry)
+  token, expected = int(seed_ids[-1]), []
+  for _ in range(5):
+    logits, carry = apply({'params': params}, jnp.array([[token]]), carry)
+    token = int(jnp.argmax(logits[0, 0]))
+    expected.append(token)
+  np.testing.assert_array_equal(tokens, expected)
+
+
+def test_unknown_seed_characters(tiny_model):
+  vocab, config, params = tiny_model
+  with pytest.raises(JaylyricsError, match="'晴'"):
+    sample_text(params, config, vocab, '晴春', jax.random.key(0), length=5)
+  text = sample_text(params, config, vocab, '晴春', jax.random.key(0),
+                     length=5, unknown='skip')[0]
+  assert text.startswith('春') and len(text) == 6
+  with pytest.raises(JaylyricsError, match='empty'):
+    sample_text(params, config, vocab, '晴', jax.random.key(0), length=5,
+                unknown='skip')
+  with pytest.raises(JaylyricsError, match='empty'):
+    sample_text(params, config, vocab, '', jax.random.key(0), length=5)
+  with pytest.raises(JaylyricsError, match='length'):
+    sample_text(params, config, vocab, '春', jax.random.key(0), length=0)
