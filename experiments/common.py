@@ -21,6 +21,10 @@ COMPILATION_CACHE = flags.DEFINE_string(
     'Folder of the persistent XLA compilation cache; empty turns it off.')
 
 
+def warn(message: str) -> None:
+  print('warning: ' + message, file=sys.stderr, flush=True)
+
+
 def fail(message: str) -> None:
   """Prints one paragraph naming the problem and the fix, then exits 1."""
   print('error: ' + textwrap.fill(message, width=100,

@@ -24,7 +24,7 @@ def main(argv):
   del argv
   text = jl.load_clean_text(TEXT_FILE.value, min_chars=1, what='text')
   model = jl.load_model(common.WORKDIR.value, which=CHECKPOINT.value,
-                        warn=lambda m: print('warning: ' + m, flush=True))
+                        warn=common.warn)
   result = jl.evaluate_text(model.params, model.model_config, model.vocab,
                             text)
   result['step'] = model.step

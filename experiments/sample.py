@@ -50,11 +50,11 @@ flags.register_validator('seed', lambda s: bool(s),
 def main(argv):
   del argv
   model = jl.load_model(common.WORKDIR.value, which=CHECKPOINT.value,
-                        warn=lambda m: print('warning: ' + m, flush=True))
+                        warn=common.warn)
   missing = model.vocab.unknown_chars(SEED.value)
   if missing and UNKNOWN_CHARS.value == 'skip':
-    print(f'warning: dropping seed characters not in the vocabulary: '
-          f'{" ".join(missing)}', flush=True)
+    common.warn('dropping seed characters not in the vocabulary: '
+                + ' '.join(missing))
   config = jl.SamplingConfig(mode=SAMPLING.value,
                              temperature=TEMPERATURE.value, top_k=TOP_K.value,
                              top_p=TOP_P.value)

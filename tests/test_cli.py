@@ -1,0 +1,144 @@
+"""The command-line tools end to end, as a user runs them, in a temp dir."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+from conftest import synthetic_lyrics
+
+TINY = ['--rnn_size=16', '--embedding_size=8', '--batch_size=4',
+        '--seq_length=8']
+
+
+def _run(module, *args, cache, check=True, timeout=240):
+  env = dict(os.environ, PYTHONUTF8='1')
+  proc = subprocess.run(
+      [sys.executable, '-m', f'experiments.{module}', *args,
+       f'--compilation_cache={cache}'],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f'{module} failed:\n{proc.stdout}\n{proc.stderr}')
+  return proc
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, compilation_cache):
+  root = tmp_path_factory.mktemp('cli')
+  corpus = root / 'lyrics.txt'
+  corpus.write_text(synthetic_lyrics(), encoding='utf-8')
+  workdir = root / 'run'
+  proc = _run('train', '--flagfile=experiments/lstm.flags', f'--corpus={corpus}',
+              f'--workdir={workdir}', '--num_epochs=2', '--save_every=5',
+              *TINY, cache=compilation_cache)
+  return corpus, workdir, proc, compilation_cache
+
+
+def test_train_logs_epochs_and_writes_the_run(trained):
+  _, workdir, proc, _ = trained
+  assert 'epoch   2' in proc.stdout and 'Done (finished)' in proc.stdout
+  assert {'checkpoints', 'log.jsonl', 'loss.png'} <= set(os.listdir(workdir))
+
+
+def test_sample_is_reproducible(trained):
+  _, workdir, _, cache = trained
+  args = ('--seed=春天', '--length=60', f'--workdir={workdir}',
+          '--sampling=weighted', '--nonewlines')
+  one = _run('sample', *args, '--rng_seed=1', cache=cache).stdout
+  again = _run('sample', *args, '--rng_seed=1', cache=cache).stdout
+  other = _run('sample', *args, '--rng_seed=2', cache=cache).stdout
+  assert one == again != other
+  assert one.strip().startswith('春天') and len(one.strip()) == 62
+  with open(workdir / 'samples.txt', encoding='utf-8') as f:
+    assert f.read().count(one.strip()) == 2
+
+
+def test_sample_many_in_one_call(trained):
+  _, workdir, _, cache = trained
+  out = _run('sample', '--seed=春', '--length=20', '--num_samples=3',
+             '--top_k=5', '--top_p=0.9', '--temperature=0.8',
+             f'--workdir={workdir}', cache=cache).stdout
+  assert out.count('--- sample') == 3
+
+
+def test_evaluate_prints_json_last(trained):
+  corpus, workdir, _, cache = trained
+  out = _run('evaluate', f'--workdir={workdir}', f'--text_file={corpus}',
+             cache=cache).stdout
+  result = json.loads(out.strip().splitlines()[-1])
+  assert {'bpc', 'ppl', 'oov_rate', 'chars'} <= set(result)
+  assert 0 < result['bpc'] < 6 and result['oov_rate'] == 0.0
+
+
+def test_plot_writes_png(trained):
+  _, workdir, _, cache = trained
+  os.remove(workdir / 'loss.png')
+  out = _run('plot', f'--workdir={workdir}', cache=cache).stdout
+  assert out.strip().endswith('loss.png')
+  with open(workdir / 'loss.png', 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.mark.parametrize('module, args, message', [
+    ('train', ['--batch_size=0'], '--batch_size=0'),
+    ('train', ['--seq_length=-3'], '--seq_length=-3'),
+    ('train', ['--rnncell=transformer'], 'lstm|gru|rnn'),
+    ('train', ['--corpus=/no/such/file.txt'], 'does not exist'),
+    ('sample', ['--sampling=best'], 'weighted|argmax|combined'),
+    ('sample', ['--temperature=0'], '--temperature must be > 0'),
+    ('sample', ['--top_p=1.5'], '--top_p must be in (0, 1]'),
+    ('sample', ['--length=0'], '--length=0'),
+    ('sample', ['--seed='], '--seed must not be empty'),
+])
+def test_bad_flags_fail_cleanly(tmp_path, compilation_cache, module, args,
+                                message):
+  proc = _run(module, f'--workdir={tmp_path}', *args, check=False,
+              cache=compilation_cache)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  assert os.listdir(tmp_path) == []
+
+
+def test_unknown_seed_and_missing_checkpoint(trained, tmp_path):
+  _, workdir, _, cache = trained
+  proc = _run('sample', '--seed=晴天', f'--workdir={workdir}', check=False,
+              cache=cache)
+  assert proc.returncode == 1 and "'晴'" in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  proc = _run('sample', '--seed=晴春', '--unknown_chars=skip', '--length=5',
+              f'--workdir={workdir}', '--nonewlines', cache=cache)
+  assert proc.stdout.strip().startswith('春')
+  proc = _run('sample', f'--workdir={tmp_path}', check=False, cache=cache)
+  assert proc.returncode == 1 and 'No checkpoint' in proc.stderr
+
+
+def test_sigterm_saves_and_resume_finishes(trained, tmp_path):
+  corpus, _, _, cache = trained
+  workdir = tmp_path / 'run'
+  cmd = [sys.executable, '-m', 'experiments.train',
+         '--flagfile=experiments/lstm.flags', f'--corpus={corpus}',
+         f'--workdir={workdir}', '--num_epochs=200', '--patience=0',
+         f'--compilation_cache={cache}', *TINY]
+  proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONUTF8='1'),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  deadline = time.time() + 120
+  while not os.path.exists(workdir / 'log.jsonl') and time.time() < deadline:
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err
+  assert '--resume' in out and 'Traceback' not in err
+  with open(workdir / 'log.jsonl', encoding='utf-8') as f:
+    epochs_done = len(f.readlines())
+  assert epochs_done < 200
+  proc = _run('train', *cmd[3:-len(TINY) - 1], *TINY, '--resume',
+              f'--num_epochs={epochs_done + 1}', cache=cache)
+  assert 'Resumed from step' in proc.stdout
+  assert f'after {epochs_done + 1} epochs' in proc.stdout
