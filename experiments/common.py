@@ -1,7 +1,7 @@
 """Flags and start-up shared by the entry points; the library never reads flags."""
 
+import logging as std_logging
 import sys
-import textwrap
 from typing import Callable
 
 from absl import app
@@ -27,10 +27,21 @@ def warn(message: str) -> None:
 
 def fail(message: str) -> None:
   """Prints one paragraph naming the problem and the fix, then exits 1."""
-  print('error: ' + textwrap.fill(message, width=100,
-                                  subsequent_indent='       '),
-        file=sys.stderr)
+  print('error: ' + message, file=sys.stderr)
   sys.exit(1)
+
+
+class _QuietCheckpointThreads(std_logging.Filter):
+  """Drops orbax's and its writer threads' own error logs.
+
+  When a save fails (a full disk), orbax logs tracebacks from its background
+  threads; the failure reaches `jaylyrics_jax.checkpointing.save`, which
+  raises one clear error, so the tracebacks are noise for a CLI user.
+  """
+
+  def filter(self, record):
+    return not ('/orbax/' in record.pathname or
+                record.name in ('concurrent.futures', 'asyncio'))
 
 
 def run(main: Callable[[list[str]], None]) -> None:
@@ -40,6 +51,7 @@ def run(main: Callable[[list[str]], None]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
     logging.set_verbosity(logging.WARNING)  # orbax logs ~70 INFO lines a save.
+    logging.get_absl_handler().addFilter(_QuietCheckpointThreads())
     if COMPILATION_CACHE.value:
       try:
         runtime.enable_compilation_cache(COMPILATION_CACHE.value)
@@ -49,5 +61,9 @@ def run(main: Callable[[list[str]], None]) -> None:
       main(argv)
     except JaylyricsError as e:
       fail(str(e))
+    except OSError as e:  # A full disk or a vanished folder mid-run.
+      fail(f'{e.strerror or e} while writing {e.filename or "a file"}. Free '
+           'disk space or fix the permissions, then run again (with --resume '
+           'for training): finished checkpoints are kept.')
 
   app.run(wrapped)

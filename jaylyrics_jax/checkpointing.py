@@ -10,6 +10,7 @@ then falls back to the previous good step, saying so.
 
 import hashlib
 import os
+import shutil
 from typing import Any, Callable
 
 from absl import logging
@@ -57,6 +58,17 @@ def open_manager(workdir: str, keep: int = 5,
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
+def saved_steps(workdir: str) -> list[int]:
+  """Steps with a complete checkpoint (a killed save's temp folder is not one)."""
+  if not os.path.isdir(checkpoint_dir(workdir)):
+    return []
+  manager = open_manager(workdir, for_writing=False)
+  try:
+    return sorted(manager.all_steps())
+  finally:
+    manager.close()
+
+
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
          meta: dict[str, Any], valid_loss: float) -> None:
   """Saves one step and waits until it is durable on disk."""
@@ -67,11 +79,14 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
                  metrics={'valid_loss': float(valid_loss)}, force=True)
     manager.wait_until_finished()
-  except OSError as e:
+  except Exception as e:  # pylint: disable=broad-except
+    # orbax reports a full disk from its writer threads with various types.
+    reason = getattr(e, 'strerror', None) or str(e).splitlines()[0]
     raise JaylyricsError(
-        f'Could not write checkpoint {step} to {manager.directory}: '
-        f'{e.strerror or e}. Free disk space or fix the permissions; the '
-        'previous checkpoints are untouched.') from None
+        f'Could not write checkpoint {step} to {manager.directory} '
+        f'({type(e).__name__}: {reason}). Free disk space or fix the '
+        'permissions, then run again with --resume: the previous '
+        'checkpoints are untouched.') from None
 
 
 def read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
@@ -82,7 +97,7 @@ def read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
 def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
             which: str = 'latest', step: int | None = None,
             warn: Callable[[str], None] = logging.warning,
-            ) -> tuple[Any, dict[str, Any], int]:
+            move_damaged: bool = False) -> tuple[Any, dict[str, Any], int]:
   """Restores the newest (or best) good checkpoint of `workdir`.
 
   Args:
@@ -92,6 +107,9 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
     which: 'latest' or 'best' (lowest valid loss); ignored when `step` is set.
     step: restore exactly this step.
     warn: called with a message for every damaged checkpoint skipped.
+    move_damaged: move damaged steps into `<workdir>/damaged_checkpoints/`
+      (kept for inspection, out of the way of a resumed run that will save
+      those step numbers again).
   Returns:
     (state, meta, step).
   """
@@ -120,6 +138,7 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
       best = manager.best_step() if which == 'best' else None
       if best is not None:
         candidates = [best] + [s for s in steps if s != best]
+    damaged = []
     for s in candidates:
       try:
         meta = read_meta(manager, s)
@@ -129,11 +148,17 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
         state = restored.state
         if tree_digest(state) != meta.get('state_sha256'):
           raise ValueError('its arrays do not match the digest saved with it')
+        for bad in damaged if move_damaged else ():
+          target = os.path.join(workdir, 'damaged_checkpoints', str(bad))
+          os.makedirs(os.path.dirname(target), exist_ok=True)
+          shutil.move(os.path.join(directory, str(bad)), target)
+          warn(f'Moved damaged checkpoint {bad} to {target}.')
         return state, meta, s
       except JaylyricsError:
         raise
       except Exception as e:  # pylint: disable=broad-except
         # Any failure to read a step means its files are damaged.
+        damaged.append(s)
         warn(f'Checkpoint {s} in {directory} is damaged ({type(e).__name__}: '
              f'{str(e).splitlines()[0] if str(e) else ""}); falling back to '
              'an earlier one.')

@@ -177,11 +177,11 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
   init_key, dropout_key, offset_key = jax.random.split(
       jax.random.key(config.rng_seed), 3)
   loop = LoopState()
-  has_checkpoints = bool(os.path.isdir(checkpointing.checkpoint_dir(workdir))
-                         and os.listdir(checkpointing.checkpoint_dir(workdir)))
+  has_checkpoints = bool(checkpointing.saved_steps(workdir))
   if resume and has_checkpoints:
     tree, meta, restored_step = checkpointing.restore(
-        workdir, abstract_tree, which='latest', warn=on_message)
+        workdir, abstract_tree, which='latest', warn=on_message,
+        move_damaged=True)
     _check_resumable(meta, data, model_config, config)
     state = tree['train']
     dropout_key = jax.random.wrap_key_data(tree['dropout_key'])
@@ -295,8 +295,10 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
         else:
           loop.bad_epochs += 1
       record['best_valid_loss'] = loop.best_valid_loss
-      save(valid_loss)
+      # Log first: a kill between the two leaves a line that the resumed run
+      # drops and writes again, never a finished epoch without its line.
       append_jsonl(log_path, record)
+      save(valid_loss)
       history.append(record)
       on_epoch(record)
       if make_plot:
