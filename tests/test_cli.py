@@ -87,22 +87,35 @@ def test_plot_writes_png(trained):
 @pytest.mark.parametrize('module, args, message', [
     ('train', ['--batch_size=0'], '--batch_size=0'),
     ('train', ['--seq_length=-3'], '--seq_length=-3'),
+    ('train', ['--rnn_size=0'], '--rnn_size=0'),
+    ('train', ['--num_layers=-1'], '--num_layers=-1'),
     ('train', ['--rnncell=transformer'], 'lstm|gru|rnn'),
     ('train', ['--corpus=/no/such/file.txt'], 'does not exist'),
+    ('train', ['--corpus={tmp}'], 'is a directory'),
+    ('train', ['--corpus={tmp}/latin.txt'], 'after cleaning'),
+    ('train', ['--corpus={tmp}/gbk.txt'], 'not valid UTF-8: byte offset 0'),
+    ('train', ['--corpus={tmp}/empty.txt'], 'is empty'),
     ('sample', ['--sampling=best'], 'weighted|argmax|combined'),
     ('sample', ['--temperature=0'], '--temperature must be > 0'),
     ('sample', ['--top_p=1.5'], '--top_p must be in (0, 1]'),
     ('sample', ['--length=0'], '--length=0'),
     ('sample', ['--seed='], '--seed must not be empty'),
+    ('evaluate', ['--text_file={tmp}/latin.txt'], 'after cleaning'),
 ])
-def test_bad_flags_fail_cleanly(tmp_path, compilation_cache, module, args,
-                                message):
-  proc = _run(module, f'--workdir={tmp_path}', *args, check=False,
+def test_bad_input_fails_cleanly(tmp_path, compilation_cache, module, args,
+                                 message):
+  (tmp_path / 'latin.txt').write_text('only latin text\n', encoding='utf-8')
+  (tmp_path / 'gbk.txt').write_bytes('周杰伦'.encode('gbk'))
+  (tmp_path / 'empty.txt').write_bytes(b'')
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  args = [a.format(tmp=tmp_path) for a in args]
+  proc = _run(module, f'--workdir={workdir}', *args, check=False,
               cache=compilation_cache)
   assert proc.returncode != 0
   assert message in proc.stderr
   assert 'Traceback' not in proc.stderr
-  assert os.listdir(tmp_path) == []
+  assert os.listdir(workdir) == []
 
 
 def test_unknown_seed_and_missing_checkpoint(trained, tmp_path):
