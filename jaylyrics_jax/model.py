@@ -55,8 +55,13 @@ class CharLM(nn.Module):
       if i > 0:
         x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
       # Parameters live under the cell's name; nn.RNN's own name is unused.
-      rnn = nn.RNN(_CELLS[cfg.cell](cfg.rnn_size, name=f'cell{i}'))
-      carry, x = rnn(x, initial_carry=carries[i], return_carry=True)
+      cell = _CELLS[cfg.cell](cfg.rnn_size, name=f'cell{i}')
+      if x.shape[1] == 1:
+        # One step (sampling): the cell alone, without a scan of length 1.
+        carry, y = cell(carries[i], x[:, 0])
+        x = y[:, None]
+      else:
+        carry, x = nn.RNN(cell)(x, initial_carry=carries[i], return_carry=True)
       new_carries.append(carry)
     x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
     logits = nn.Dense(cfg.vocab_size, name='output')(x)

@@ -68,14 +68,26 @@ def filter_logits(logits: jax.Array, config: SamplingConfig) -> jax.Array:
   return logits
 
 
+def draw(key: jax.Array, logits: jax.Array) -> jax.Array:
+  """Draws one index from softmax(logits) by inverting the CDF.
+
+  Exactly the categorical distribution, from ONE uniform number: the Gumbel
+  trick of `jax.random.categorical` draws V of them, and generating 2,311
+  threefry numbers per character was 3/4 of the sampling time on CPU.
+  """
+  cdf = jnp.cumsum(jax.nn.softmax(logits))
+  u = jax.random.uniform(key, dtype=cdf.dtype) * cdf[-1]
+  index = jnp.searchsorted(cdf, u, side='right')
+  return jnp.minimum(index, logits.shape[-1] - 1).astype(jnp.int32)
+
+
 def choose(logits: jax.Array, key: jax.Array, prev_token: jax.Array,
            space_id: int, config: SamplingConfig) -> jax.Array:
   """Picks the next token from <float32>[V] logits; returns <int32>[]."""
   greedy = jnp.argmax(logits).astype(jnp.int32)
   if config.mode == 'argmax':
     return greedy
-  drawn = jax.random.categorical(key, filter_logits(logits, config)).astype(
-      jnp.int32)
+  drawn = draw(key, filter_logits(logits, config))
   if config.mode == 'weighted':
     return drawn
   return jnp.where(prev_token == space_id, drawn, greedy)

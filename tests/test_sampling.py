@@ -156,3 +156,14 @@ def test_unknown_seed_characters(tiny_model):
     sample_text(params, config, vocab, '', jax.random.key(0), length=5)
   with pytest.raises(JaylyricsError, match='length'):
     sample_text(params, config, vocab, '春', jax.random.key(0), length=0)
+
+
+def test_inverse_cdf_draw_matches_the_distribution():
+  from jaylyrics_jax.sampling import draw  # pylint: disable=g-import-not-at-top
+  probs = np.array([0.05, 0.5, 0.0, 0.3, 0.15])
+  logits = jnp.log(jnp.asarray(probs))
+  keys = jax.random.split(jax.random.key(0), 20_000)
+  tokens = np.asarray(jax.vmap(lambda k: draw(k, logits))(keys))
+  freq = np.bincount(tokens, minlength=5) / len(tokens)
+  np.testing.assert_allclose(freq, probs, atol=0.01)
+  assert freq[2] == 0.0  # A masked character is never drawn.
