@@ -14,6 +14,7 @@ import tqdm
 from experiments import common
 import jaylyrics_jax as jl
 from jaylyrics_jax import config as config_lib
+from jaylyrics_jax import parallel
 
 CORPUS = flags.DEFINE_string(
     'corpus', None,
@@ -58,9 +59,28 @@ SAVE_EVERY = flags.DEFINE_integer(
 KEEP_CHECKPOINTS = flags.DEFINE_integer(
     'keep_checkpoints', 5, 'Newest checkpoints kept (the best is kept too).',
     lower_bound=1)
+NUM_DEVICES = flags.DEFINE_integer(
+    'num_devices', 0, 'Devices in the data-parallel mesh (batch streams are '
+    'split over them); 0 = every device, of every process.', lower_bound=0)
+COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for training over '
+    'several processes/hosts (jax.distributed).')
+NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                     'Processes in a multi-process run.',
+                                     lower_bound=1)
+PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                  'This process in a multi-process run.',
+                                  lower_bound=0)
+DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Initialise jax.distributed from the environment '
+    '(SLURM, TPU, cloud) without the three flags above.')
 RESUME = flags.DEFINE_bool('resume', False,
                            'Continue the run in --workdir where it stopped.')
 
+flags.register_validator(
+    'coordinator_address',
+    lambda v: v is None or (':' in v and v.rsplit(':', 1)[1].isdigit()),
+    message='--coordinator_address must be host:port, e.g. 127.0.0.1:12345.')
 flags.register_validator('learning_rate', lambda v: v > 0,
                          message='--learning_rate must be > 0.')
 flags.register_validator('decay_rate', lambda v: 0 < v <= 1,
@@ -103,6 +123,10 @@ class _Console:
 
 def main(argv):
   del argv
+  if COORDINATOR.value or DISTRIBUTED.value:
+    # Before anything else touches JAX.
+    parallel.initialize_distributed(COORDINATOR.value, NUM_PROCESSES.value,
+                                    PROCESS_ID.value)
   model_config = jl.ModelConfig(
       embedding_size=EMBEDDING_SIZE.value, rnn_size=RNN_SIZE.value,
       num_layers=NUM_LAYERS.value, cell=RNNCELL.value, dropout=DROPOUT.value)
@@ -113,7 +137,7 @@ def main(argv):
       grad_clip=GRAD_CLIP.value, rng_seed=common.RNG_SEED.value,
       save_every=SAVE_EVERY.value, keep_checkpoints=KEEP_CHECKPOINTS.value,
       patience=PATIENCE.value, valid_fraction=VALID_FRACTION.value,
-      random_offset=RANDOM_OFFSET.value)
+      random_offset=RANDOM_OFFSET.value, num_devices=NUM_DEVICES.value)
   corpus = jl.resolve_corpus(CORPUS.value)
 
   signals = []
@@ -123,10 +147,15 @@ def main(argv):
     signal.signal(signum, request_stop)
 
   console = _Console()
+  quiet = lambda *unused: None
+  primary = parallel.is_primary()
   result = jl.train(corpus, model_config, train_config, resume=RESUME.value,
-                    on_step=console.on_step, on_epoch=console.on_epoch,
-                    on_message=console.on_message,
+                    on_step=console.on_step if primary else quiet,
+                    on_epoch=console.on_epoch if primary else quiet,
+                    on_message=console.on_message if primary else quiet,
                     stop_requested=lambda: bool(signals))
+  if not primary:
+    return
   console.close_bar()
   if result.stopped == 'interrupted':
     print(f'Stopped by signal at step {result.step}; the checkpoint is saved. '

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaylyrics_jax import parallel
 from jaylyrics_jax.errors import JaylyricsError
 
 FORMAT_VERSION = 1
@@ -32,7 +33,7 @@ def tree_digest(tree: Any) -> str:
   """SHA-256 over every leaf's dtype, shape and bytes, in tree order."""
   h = hashlib.sha256()
   for leaf in jax.tree.leaves(tree):
-    a = np.asarray(leaf)
+    a = parallel.to_host(leaf)
     h.update(f'{a.dtype}{a.shape}'.encode())
     h.update(np.ascontiguousarray(a).tobytes())
   return h.hexdigest()

@@ -58,8 +58,12 @@ class TrainConfig:
   patience: int = 5
   valid_fraction: float = 0.1
   random_offset: bool = False
+  num_devices: int = 0  # Devices in the data mesh; 0 = all there are.
 
   def __post_init__(self):
+    if self.num_devices < 0:
+      raise JaylyricsError(
+          f'--num_devices must be >= 0, got {self.num_devices}.')
     for name in ('batch_size', 'seq_length', 'num_epochs', 'save_every',
                  'keep_checkpoints'):
       _positive(f'--{name}', getattr(self, name))

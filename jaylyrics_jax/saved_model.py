@@ -32,7 +32,12 @@ def abstract_tree(meta: dict[str, Any]) -> dict[str, Any]:
                                jax.random.key(0))
     return checkpoint_tree(state, jax.random.key(0))
 
-  return jax.eval_shape(build)
+  # An explicit one-device sharding: orbax refuses to restore a checkpoint
+  # written by several processes into a target without one.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      jax.eval_shape(build))
 
 
 @dataclasses.dataclass(frozen=True)

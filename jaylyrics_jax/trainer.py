@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaylyrics_jax import checkpointing
+from jaylyrics_jax import parallel
 from jaylyrics_jax.batching import epoch_batches
 from jaylyrics_jax.batching import min_chars
 from jaylyrics_jax.batching import num_batches
@@ -172,6 +173,9 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
         '--batch_size/--seq_length.')
   valid_arrays = stream_arrays(data.valid_text, data.vocab)
 
+  place = parallel.Placement(
+      parallel.data_mesh(config.num_devices, config.batch_size))
+  primary = parallel.is_primary()  # Only process 0 writes logs and plots.
   tx = make_optimizer(config, steps_per_epoch)
   train_step = make_train_step(model_config, tx)
   init_key, dropout_key, offset_key = jax.random.split(
@@ -180,13 +184,14 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
   has_checkpoints = bool(checkpointing.saved_steps(workdir))
   if resume and has_checkpoints:
     tree, meta, restored_step = checkpointing.restore(
-        workdir, abstract_tree, which='latest', warn=on_message,
-        move_damaged=True)
+        workdir, lambda m: place.abstract(abstract_tree(m)), which='latest',
+        warn=on_message, move_damaged=primary)
     _check_resumable(meta, data, model_config, config)
     state = tree['train']
     dropout_key = jax.random.wrap_key_data(tree['dropout_key'])
     loop = LoopState(**meta['loop'])
-    keep_records(log_path, lambda r: r.get('epoch', 0) <= loop.epoch)
+    if primary:
+      keep_records(log_path, lambda r: r.get('epoch', 0) <= loop.epoch)
     on_message(f'Resumed from step {restored_step} (epoch {loop.epoch + 1}, '
                f'batch {loop.position}/{steps_per_epoch}).')
   else:
@@ -197,8 +202,10 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
           'afresh (nothing was changed).')
     if resume:
       on_message(f'No checkpoint in {workdir!r}: starting a new run.')
-    state = create_train_state(model_config, tx, b, init_key)
-    keep_records(log_path, lambda r: False)
+    state = place.state(create_train_state(model_config, tx, b, init_key))
+    dropout_key = place.key(dropout_key)
+    if primary:
+      keep_records(log_path, lambda r: False)
   del init_key
 
   manager = checkpointing.open_manager(workdir, keep=config.keep_checkpoints)
@@ -244,14 +251,16 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
       inputs, targets = epoch_batches(data.train_ids, b, t, offset)
       inputs, targets = inputs[:steps_per_epoch], targets[:steps_per_epoch]
       if loop.position == 0:
-        state = state.replace(carry=zero_carries(model_config, b))
-      loss_sum = jnp.asarray(loop.loss_sum, jnp.float32)
-      grad_norm_sum = jnp.asarray(loop.grad_norm_sum, jnp.float32)
+        state = state.replace(
+            carry=place.carry(zero_carries(model_config, b)))
+      loss_sum = place.replicate(np.float32(loop.loss_sum))
+      grad_norm_sum = place.replicate(np.float32(loop.grad_norm_sum))
       start = time.perf_counter() - loop.seconds
       interrupted = False
       while loop.position < steps_per_epoch:
         p = loop.position
-        state, metrics = train_step(state, (inputs[p], targets[p]), dropout_key)
+        batch = (place.batch(inputs[p]), place.batch(targets[p]))
+        state, metrics = train_step(state, batch, dropout_key)
         loss_sum = loss_sum + metrics['loss']
         grad_norm_sum = grad_norm_sum + metrics['grad_norm']
         loop.position += 1
@@ -297,11 +306,12 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
       record['best_valid_loss'] = loop.best_valid_loss
       # Log first: a kill between the two leaves a line that the resumed run
       # drops and writes again, never a finished epoch without its line.
-      append_jsonl(log_path, record)
+      if primary:
+        append_jsonl(log_path, record)
       save(valid_loss)
       history.append(record)
       on_epoch(record)
-      if make_plot:
+      if make_plot and primary:
         plot_losses(workdir)
       if interrupted:
         stopped = 'interrupted'
