@@ -100,7 +100,11 @@ def test_resume_equals_uninterrupted(finished_run, tmp_path):
           [{k: r[k] for k in keys} for r in full.history])
   a = jl.load_model(full_config.workdir, which='latest').params
   b = jl.load_model(config.workdir, which='latest').params
-  jax.tree.map(np.testing.assert_array_equal, a, b)
+  if jax.default_backend() == 'cpu':
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+  else:  # GPU scatter-adds (the embedding gradient) sum in any order.
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6),
+                 a, b)
 
 
 def test_resume_refuses_another_model_or_corpus(finished_run, tmp_path):
