@@ -14,6 +14,7 @@ import tqdm
 from experiments import common
 import jaylyrics_jax as jl
 from jaylyrics_jax import config as config_lib
+from jaylyrics_jax import inference
 from jaylyrics_jax import parallel
 
 CORPUS = flags.DEFINE_string(
@@ -74,6 +75,10 @@ PROCESS_ID = flags.DEFINE_integer('process_id', None,
 DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Initialise jax.distributed from the environment '
     '(SLURM, TPU, cloud) without the three flags above.')
+NGRAM_ORDER = flags.DEFINE_integer(
+    'ngram_order', 6, 'Order of the Kneser-Ney n-gram mixed in at inference '
+    '(tuned on the validation text after training; 0 = no n-gram).',
+    lower_bound=0, upper_bound=8)
 RESUME = flags.DEFINE_bool('resume', False,
                            'Continue the run in --workdir where it stopped.')
 
@@ -164,6 +169,13 @@ def main(argv):
     print(f'Done ({result.stopped}) after {result.epochs} epochs, step '
           f'{result.step}; best valid loss {result.best_valid_loss:.4f}. '
           f'Run folder: {result.workdir}', flush=True)
+    if train_config.valid_fraction > 0:
+      tuned, scores = inference.tune_run(train_config.workdir, corpus,
+                                         NGRAM_ORDER.value, warn=common.warn)
+      print(f'Inference tuned on the validation text (cache {tuned.cache_size}'
+            f', theta {tuned.theta}, n-gram order {tuned.ngram_order}): '
+            + ', '.join(f'{k} {v:.3f}' for k, v in scores.items()
+                        if k.startswith('bpc_')), flush=True)
 
 
 if __name__ == '__main__':

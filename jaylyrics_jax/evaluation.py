@@ -17,6 +17,7 @@ import numpy as np
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.model import zero_carries
 from jaylyrics_jax.training import make_eval_step
+from jaylyrics_jax.training import make_score_step
 from jaylyrics_jax.vocab import Vocabulary
 
 EVAL_CHUNK = 256
@@ -59,6 +60,33 @@ def stream_nll(params: Any, model_config: ModelConfig, arrays: StreamArrays,
     nll_sum, count = nll_sum + metrics['nll_sum'], count + metrics['count']
   # The only host sync: after every chunk was dispatched.
   return float(nll_sum), int(count)
+
+
+def stream_outputs(params: Any, model_config: ModelConfig,
+                   arrays: StreamArrays,
+                   chunk: int = EVAL_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+  """Per position: NLL of the target <float64>[N] and top hidden <float32>[N, H].
+
+  The same stream as `stream_nll` (same chunks, carry passed along), kept
+  position by position for the neural cache and the mixtures.
+  """
+  n = len(arrays.targets)
+  padded = -(-n // chunk) * chunk
+
+  def pad(a):
+    return np.pad(a, (0, padded - n)).reshape(-1, 1, chunk)
+
+  inputs, targets = pad(arrays.inputs), pad(arrays.targets)
+  score_step = make_score_step(model_config)
+  carry = zero_carries(model_config, 1)
+  nlls, hiddens = [], []
+  for i in range(len(inputs)):
+    nll, hidden, carry = score_step(params, carry, inputs[i], targets[i])
+    nlls.append(nll[0])
+    hiddens.append(hidden[0])
+  nll = np.concatenate([np.asarray(x) for x in nlls])[:n].astype(np.float64)
+  hidden = np.concatenate([np.asarray(x) for x in hiddens])[:n]
+  return nll, hidden
 
 
 def evaluate_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,

@@ -42,12 +42,14 @@ class CharLM(nn.Module):
   Call with `tokens` <int32>[batch, time] and `carries` (see `zero_carries`);
   returns logits <float32>[batch, time, vocab] and the carries after the last
   step, so consecutive windows, evaluation and sampling continue one state.
+  With `return_hidden=True` also the top layer's outputs
+  <float32>[batch, time, rnn_size] (the neural cache's keys).
   """
   config: ModelConfig
 
   @nn.compact
   def __call__(self, tokens: jax.Array, carries: Carries,
-               train: bool = False) -> tuple[jax.Array, Carries]:
+               train: bool = False, return_hidden: bool = False):
     cfg = self.config
     x = nn.Embed(cfg.vocab_size, cfg.embedding_size, name='embed')(tokens)
     new_carries = []
@@ -63,8 +65,11 @@ class CharLM(nn.Module):
       else:
         carry, x = nn.RNN(cell)(x, initial_carry=carries[i], return_carry=True)
       new_carries.append(carry)
+    hidden = x
     x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
     logits = nn.Dense(cfg.vocab_size, name='output')(x)
+    if return_hidden:
+      return logits, tuple(new_carries), hidden
     return logits, tuple(new_carries)
 
 

@@ -231,6 +231,7 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
     meta = {
         'vocab': list(data.vocab.chars),
         'corpus_sha256': data.corpus_sha256,
+        'corpus_path': os.path.abspath(corpus_path),
         'model_config': model_config.to_dict(),
         'train_config': config.to_dict(),
         'loop': dataclasses.asdict(loop),

@@ -123,3 +123,22 @@ def make_eval_step(model_config: ModelConfig):
     return {'nll_sum': jnp.sum(nll * mask), 'count': jnp.sum(mask)}, carry
 
   return eval_step
+
+
+@functools.lru_cache(maxsize=16)
+def make_score_step(model_config: ModelConfig):
+  """Returns `score_step(params, carry, inputs, targets)`, jitted.
+
+  Returns (nll <float32>[B, T] per position, hidden <float32>[B, T, H] of the
+  top layer, carry): what the neural cache and the mixtures need.
+  """
+  model = CharLM(model_config)
+
+  @jax.jit
+  def score_step(params, carry, inputs, targets):
+    logits, carry, hidden = model.apply({'params': params}, inputs, carry,
+                                        return_hidden=True)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    return nll, hidden, carry
+
+  return score_step

@@ -182,3 +182,31 @@ def test_corpus_shorter_than_one_batch(tmp_path):
   with pytest.raises(JaylyricsError, match='at least 129'):
     jl.train(str(path), MODEL, _config(tmp_path / 'w', batch_size=8,
                                        seq_length=16))
+
+
+def test_inference_tuning_and_evaluation(finished_run):
+  corpus_path, config, _ = finished_run
+  from jaylyrics_jax import inference  # pylint: disable=g-import-not-at-top
+  tuned, scores = inference.tune_run(config.workdir, corpus_path,
+                                     ngram_order=3)
+  assert inference.read_inference_config(config.workdir) == tuned
+  for weights in (tuned.cache_weights, tuned.ngram_weights,
+                  tuned.full_weights):
+    assert abs(sum(weights) - 1) < 1e-9 and min(weights) >= 0
+  assert tuned.cache_size in inference.CACHE_WINDOWS
+  # Tuned on this very text, the mixture cannot lose to its parts.
+  for part in ('bpc_model', 'bpc_model_cache', 'bpc_ngram',
+               'bpc_ngram_cache'):
+    assert scores['bpc'] <= scores[part] + 1e-6, part
+  model = jl.load_model(config.workdir)
+  text = jl.load_clean_text(corpus_path)
+  _, valid = jl.split_train_valid(text, config.valid_fraction)
+  plain = jl.evaluate_text(model.params, model.model_config, model.vocab,
+                           valid)
+  assert math.isclose(scores['bpc_model'], plain['bpc'], rel_tol=1e-5)
+  # Off switches.
+  off = inference.evaluate_components(
+      model, valid, None, dataclasses.replace(tuned, cache_size=0,
+                                              ngram_order=0))
+  assert off['components'] == ['model']
+  assert math.isclose(off['bpc'], plain['bpc'], rel_tol=1e-5)

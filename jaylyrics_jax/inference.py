@@ -1,0 +1,233 @@
+"""Default inference: the model mixed with a neural cache and n-gram models.
+
+Components, each giving the probability of the character that came next:
+  model        the trained CharLM;
+  cache        a neural cache over the model's own recent hidden states;
+  ngram        an interpolated modified Kneser-Ney n-gram of the training text;
+  ngram_cache  a Witten-Bell n-gram of the text already scored.
+`tune_inference` fits the cache's window and sharpness and the mixture
+weights on the run's validation text (never on anything else) and writes
+them to `<workdir>/inference.json`; `evaluate_components` scores a text with
+every component alone and mixed.
+"""
+
+import dataclasses
+import functools
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from jaylyrics_jax import mixture
+from jaylyrics_jax import ngram
+from jaylyrics_jax.corpus import load_clean_text
+from jaylyrics_jax.corpus import sha256_of
+from jaylyrics_jax.corpus import split_train_valid
+from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.evaluation import stream_arrays
+from jaylyrics_jax.evaluation import stream_outputs
+from jaylyrics_jax.logs import atomic_write
+from jaylyrics_jax.saved_model import LoadedModel
+
+INFERENCE_FILE = 'inference.json'
+CACHE_WINDOWS = (250, 500, 1000, 2000)
+CACHE_THETAS = (3.0, 10.0, 30.0, 100.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+  """Tuned settings; a weight list names its components in order."""
+  cache_size: int = 0
+  theta: float = 10.0
+  ngram_order: int = 0
+  ngram_cache_order: int = 5
+  cache_weights: tuple[float, ...] = (1.0, 0.0)     # model, cache
+  ngram_weights: tuple[float, ...] = (1.0, 0.0)     # ngram, ngram_cache
+  full_weights: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # all four
+  step: int = -1  # The checkpoint step they were tuned for.
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> 'InferenceConfig':
+    d = dict(d)
+    for key in ('cache_weights', 'ngram_weights', 'full_weights'):
+      d[key] = tuple(d[key])
+    return cls(**d)
+
+
+def read_inference_config(workdir: str) -> InferenceConfig | None:
+  path = os.path.join(workdir, INFERENCE_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding='utf-8') as f:
+    return InferenceConfig.from_dict(json.load(f))
+
+
+def write_inference_config(workdir: str, config: InferenceConfig) -> None:
+  def write(tmp):
+    with open(tmp, 'w', encoding='utf-8') as f:
+      json.dump(config.to_dict(), f, indent=1)
+  atomic_write(os.path.join(workdir, INFERENCE_FILE), write)
+
+
+def training_ids(model: LoadedModel, corpus_path: str | None) -> np.ndarray:
+  """The encoded training part of the run's corpus, checked by its SHA-256."""
+  meta = model.meta
+  corpus_path = corpus_path or meta.get('corpus_path')
+  if not corpus_path or not os.path.exists(corpus_path):
+    raise JaylyricsError(
+        f'The training corpus of this run ({corpus_path!r}) is not here, so '
+        'the n-gram components cannot be built. Pass it with --corpus, or '
+        '--ngram_order=0 to score without them.')
+  text = load_clean_text(corpus_path)
+  if sha256_of(text.encode('utf-8')) != meta['corpus_sha256']:
+    raise JaylyricsError(
+        f'{corpus_path!r} is not the corpus this run was trained on (its '
+        'cleaned text differs). Pass the right file with --corpus, or '
+        '--ngram_order=0.')
+  train_text, _ = split_train_valid(text,
+                                    meta['train_config']['valid_fraction'])
+  return model.vocab.encode(train_text)
+
+
+@functools.lru_cache(maxsize=4)
+def _kneser_ney(ids_bytes: bytes, vocab_size: int, order: int):
+  return ngram.fit_kneser_ney(np.frombuffer(ids_bytes, np.int32), vocab_size,
+                              order)
+
+
+def component_probs(model: LoadedModel, text: str,
+                    train_ids: np.ndarray | None, ngram_order: int,
+                    ngram_cache_order: int = 5) -> dict[str, Any]:
+  """Per-target probabilities of the model and n-gram components.
+
+  Returns {'model', 'ngram', 'ngram_cache'} (<float64>[M] over the M
+  in-vocabulary targets; the n-gram entries are absent without train_ids),
+  plus 'hidden' and 'targets' for the neural cache, and 'mask'.
+  """
+  arrays = stream_arrays(text, model.vocab)
+  nll, hidden = stream_outputs(model.params, model.model_config, arrays)
+  out = {'model': np.exp(-nll[arrays.mask]), 'hidden': hidden,
+         'targets': arrays.targets, 'mask': arrays.mask}
+  if train_ids is not None and ngram_order > 0:
+    kn = _kneser_ney(np.asarray(train_ids, np.int32).tobytes(),
+                     model.vocab.size, ngram_order)
+    out['ngram'] = np.exp(kn.stream_log_probs(arrays.inputs,
+                                              arrays.targets))[arrays.mask]
+    out['ngram_cache'] = np.exp(ngram.ngram_cache_log_probs(
+        arrays.inputs, arrays.targets, model.vocab.size,
+        ngram_cache_order))[arrays.mask]
+  return out
+
+
+def cache_probs(components: dict[str, Any], window: int,
+                theta: float) -> np.ndarray:
+  """Neural-cache probabilities; the model's where the cache is empty."""
+  probs, has_history = mixture.neural_cache_probs(
+      components['hidden'], components['targets'], window, theta)
+  mask = components['mask']
+  return np.where(has_history[mask], probs[mask], components['model'])
+
+
+def tune_inference(model: LoadedModel, valid_text: str,
+                   train_ids: np.ndarray | None,
+                   ngram_order: int = 6) -> InferenceConfig:
+  """Chooses the cache settings and the mixture weights on `valid_text`."""
+  if not valid_text:
+    raise JaylyricsError('Tuning needs a validation text (valid_fraction > 0).')
+  comps = component_probs(model, valid_text, train_ids, ngram_order)
+  best = None
+  for window in CACHE_WINDOWS:
+    for theta in CACHE_THETAS:
+      probs = np.stack([comps['model'], cache_probs(comps, window, theta)])
+      weights = mixture.fit_weights(probs)
+      bpc = mixture.bits_per_char(mixture.mixture_log_probs(probs, weights))
+      if best is None or bpc < best[0]:
+        best = (bpc, window, theta, weights, probs[1])
+  _, window, theta, cache_weights, cache = best
+  config = dict(cache_size=window, theta=theta,
+                cache_weights=tuple(float(w) for w in cache_weights),
+                step=model.step)
+  if 'ngram' in comps:
+    ngram_probs = np.stack([comps['ngram'], comps['ngram_cache']])
+    full = np.stack([comps['model'], cache, comps['ngram'],
+                     comps['ngram_cache']])
+    config.update(
+        ngram_order=ngram_order,
+        ngram_weights=tuple(float(w) for w in mixture.fit_weights(ngram_probs)),
+        full_weights=tuple(float(w) for w in mixture.fit_weights(full)))
+  else:
+    config['full_weights'] = config['cache_weights'] + (0.0, 0.0)
+  return InferenceConfig(**config)
+
+
+def evaluate_components(model: LoadedModel, text: str,
+                        train_ids: np.ndarray | None,
+                        config: InferenceConfig) -> dict[str, Any]:
+  """Bits per character of every component and mixture on `text`.
+
+  Keys: bpc_model, bpc_model_cache (when cache_size > 0), bpc_ngram and
+  bpc_ngram_cache (when n-grams are on), bpc_mixture (all that are on, their
+  tuned weights renormalised), and bpc: the default inference, i.e. the
+  mixture. Also ppl (of bpc), oov_rate and chars.
+  """
+  use_ngram = train_ids is not None and config.ngram_order > 0
+  comps = component_probs(model, text, train_ids, config.ngram_order,
+                          config.ngram_cache_order)
+  if not len(comps['model']):
+    raise JaylyricsError('No character of the text is in the vocabulary.')
+  bpc = lambda probs, w: mixture.bits_per_char(
+      mixture.mixture_log_probs(probs, np.asarray(w) / np.sum(w)))
+  result = {'bpc_model': mixture.bits_per_char(np.log(comps['model']))}
+  names, probs, weights = ['model'], [comps['model']], [config.full_weights[0]]
+  if config.cache_size > 0:
+    cache = cache_probs(comps, config.cache_size, config.theta)
+    result['bpc_model_cache'] = bpc(np.stack([comps['model'], cache]),
+                                    config.cache_weights)
+    names.append('cache')
+    probs.append(cache)
+    weights.append(config.full_weights[1])
+  if use_ngram:
+    result['bpc_ngram'] = mixture.bits_per_char(np.log(comps['ngram']))
+    result['bpc_ngram_cache'] = bpc(
+        np.stack([comps['ngram'], comps['ngram_cache']]),
+        config.ngram_weights)
+    names += ['ngram', 'ngram_cache']
+    probs += [comps['ngram'], comps['ngram_cache']]
+    weights += list(config.full_weights[2:])
+  if sum(weights) <= 0:
+    weights = [1.0] + [0.0] * (len(weights) - 1)
+  result['bpc_mixture'] = bpc(np.stack(probs), weights)
+  result['bpc'] = result['bpc_mixture']
+  result['ppl'] = 2.0 ** result['bpc']
+  result['oov_rate'] = 1.0 - len(comps['model']) / len(text)
+  result['chars'] = len(text)
+  result['components'] = names
+  result['weights'] = [float(w) / float(sum(weights)) for w in weights]
+  if math.isnan(result['bpc']):
+    raise JaylyricsError('The score is NaN; the checkpoint may be damaged.')
+  return result
+
+
+def tune_run(workdir: str, corpus_path: str | None = None,
+             ngram_order: int = 6, which: str = 'best',
+             warn=lambda message: None) -> tuple[InferenceConfig, dict]:
+  """Tunes the run's best checkpoint on its own validation split.
+
+  Writes `<workdir>/inference.json` and returns it with the validation
+  scores of every component.
+  """
+  from jaylyrics_jax.saved_model import load_model  # pylint: disable=g-import-not-at-top
+  model = load_model(workdir, which=which, warn=warn)
+  corpus_path = corpus_path or model.meta.get('corpus_path')
+  text = load_clean_text(corpus_path)
+  _, valid = split_train_valid(text,
+                               model.meta['train_config']['valid_fraction'])
+  train_ids = training_ids(model, corpus_path) if ngram_order > 0 else None
+  config = tune_inference(model, valid, train_ids, ngram_order)
+  write_inference_config(workdir, config)
+  return config, evaluate_components(model, valid, train_ids, config)
