@@ -46,7 +46,8 @@ def main(argv):
                 'scoring the model alone.')
     config = inference.InferenceConfig()
   if CACHE_SIZE.value >= 0:
-    config = dataclasses.replace(config, cache_size=CACHE_SIZE.value)
+    config = dataclasses.replace(config, cache_size=CACHE_SIZE.value,
+                                 mix_cache_size=CACHE_SIZE.value)
   if NGRAM_ORDER.value >= 0:
     config = dataclasses.replace(config, ngram_order=NGRAM_ORDER.value)
   train_ids = None

@@ -47,6 +47,18 @@ flags.register_validator('seed', lambda s: bool(s),
                          message='--seed must not be empty, e.g. --seed=从前.')
 
 
+def _training_text(model):
+  """The run's training text when its corpus is still where it was."""
+  path = model.meta.get('corpus_path')
+  if not path or not os.path.exists(path):
+    return None
+  text = jl.load_clean_text(path)
+  if jl.corpus.sha256_of(text.encode('utf-8')) != model.meta['corpus_sha256']:
+    return None
+  train_fraction = model.meta['train_config']['valid_fraction']
+  return jl.split_train_valid(text, train_fraction)[0]
+
+
 def main(argv):
   del argv
   model = jl.load_model(common.WORKDIR.value, which=CHECKPOINT.value,
@@ -63,6 +75,12 @@ def main(argv):
                          length=LENGTH.value, config=config,
                          num_samples=NUM_SAMPLES.value,
                          unknown=UNKNOWN_CHARS.value)
+  train_text = _training_text(model)
+  rates = []
+  if train_text is not None:
+    # Only the generated part: the seed is the user's.
+    rates = [sampling.copy_rate(t[len(t) - LENGTH.value:], train_text)
+             for t in texts]
   stamp = datetime.datetime.now().isoformat(timespec='seconds')
   header = (f'# {stamp} step {model.step} seed={SEED.value!r} '
             f'rng_seed={common.RNG_SEED.value} sampling={SAMPLING.value} '
@@ -75,6 +93,10 @@ def main(argv):
     if len(texts) > 1:
       print(f'--- sample {i + 1}')
     print(text.replace(' ', '\n') if NEWLINES.value else text, flush=True)
+  if rates:
+    print(f'copy rate (generated 4-character strings found verbatim in the '
+          f'training text): {", ".join(f"{r:.1%}" for r in rates)}',
+          flush=True)
 
 
 if __name__ == '__main__':

@@ -37,6 +37,9 @@ NUM_LAYERS = flags.DEFINE_integer('num_layers', 2, 'Recurrent layers.',
 EMBEDDING_SIZE = flags.DEFINE_integer('embedding_size', 100,
                                       'Character embedding size.',
                                       lower_bound=1)
+EMBED_INIT_STD = flags.DEFINE_float(
+    'embed_init_std', 0.0, 'Std of the embedding\'s normal init (0 = flax '
+    'default, 1/sqrt(embedding_size)).', lower_bound=0.0)
 DROPOUT = flags.DEFINE_float(
     'dropout', 0.0, 'Dropout rate between layers and before the output.',
     lower_bound=0.0, upper_bound=0.99)
@@ -134,7 +137,8 @@ def main(argv):
                                     PROCESS_ID.value)
   model_config = jl.ModelConfig(
       embedding_size=EMBEDDING_SIZE.value, rnn_size=RNN_SIZE.value,
-      num_layers=NUM_LAYERS.value, cell=RNNCELL.value, dropout=DROPOUT.value)
+      num_layers=NUM_LAYERS.value, cell=RNNCELL.value, dropout=DROPOUT.value,
+      embed_init_std=EMBED_INIT_STD.value)
   train_config = jl.TrainConfig(
       workdir=common.WORKDIR.value, batch_size=BATCH_SIZE.value,
       seq_length=SEQ_LENGTH.value, num_epochs=NUM_EPOCHS.value,

@@ -22,8 +22,14 @@ class ModelConfig:
   num_layers: int = 2
   cell: str = 'lstm'
   dropout: float = 0.0
+  # Standard deviation of the embedding's normal init; 0 = flax's default
+  # (variance scaling, std 1/sqrt(embedding_size)).
+  embed_init_std: float = 0.0
 
   def __post_init__(self):
+    if self.embed_init_std < 0:
+      raise JaylyricsError(
+          f'--embed_init_std must be >= 0, got {self.embed_init_std}.')
     if self.vocab_size < 0:
       raise JaylyricsError(f'vocab_size must be >= 0, got {self.vocab_size}.')
     for name in ('embedding_size', 'rnn_size', 'num_layers'):

@@ -32,15 +32,23 @@ from jaylyrics_jax.logs import atomic_write
 from jaylyrics_jax.saved_model import LoadedModel
 
 INFERENCE_FILE = 'inference.json'
-CACHE_WINDOWS = (250, 500, 1000, 2000)
+CACHE_WINDOWS = (300, 500, 1000, 2000)
 CACHE_THETAS = (3.0, 10.0, 30.0, 100.0)
+NGRAM_CACHE_ORDERS = (5, 6, 7)
 
 
 @dataclasses.dataclass(frozen=True)
 class InferenceConfig:
-  """Tuned settings; a weight list names its components in order."""
+  """Tuned settings; a weight list names its components in order.
+
+  The model+cache pair and the full mixture are tuned separately, so each
+  has its own cache window and sharpness (the full mixture prefers a shorter,
+  sharper cache: the n-gram cache already covers long repeats).
+  """
   cache_size: int = 0
   theta: float = 10.0
+  mix_cache_size: int = 0
+  mix_theta: float = 10.0
   ngram_order: int = 0
   ngram_cache_order: int = 5
   cache_weights: tuple[float, ...] = (1.0, 0.0)     # model, cache
@@ -136,32 +144,39 @@ def cache_probs(components: dict[str, Any], window: int,
 def tune_inference(model: LoadedModel, valid_text: str,
                    train_ids: np.ndarray | None,
                    ngram_order: int = 6) -> InferenceConfig:
-  """Chooses the cache settings and the mixture weights on `valid_text`."""
+  """Chooses the caches' settings and the mixture weights on `valid_text`."""
   if not valid_text:
     raise JaylyricsError('Tuning needs a validation text (valid_fraction > 0).')
   comps = component_probs(model, valid_text, train_ids, ngram_order)
-  best = None
-  for window in CACHE_WINDOWS:
-    for theta in CACHE_THETAS:
-      probs = np.stack([comps['model'], cache_probs(comps, window, theta)])
-      weights = mixture.fit_weights(probs)
-      bpc = mixture.bits_per_char(mixture.mixture_log_probs(probs, weights))
-      if best is None or bpc < best[0]:
-        best = (bpc, window, theta, weights, probs[1])
-  _, window, theta, cache_weights, cache = best
-  config = dict(cache_size=window, theta=theta,
-                cache_weights=tuple(float(w) for w in cache_weights),
-                step=model.step)
-  if 'ngram' in comps:
-    ngram_probs = np.stack([comps['ngram'], comps['ngram_cache']])
-    full = np.stack([comps['model'], cache, comps['ngram'],
-                     comps['ngram_cache']])
+  caches = {(w, t): cache_probs(comps, w, t)
+            for w in CACHE_WINDOWS for t in CACHE_THETAS}
+
+  def fit(probs):
+    weights = mixture.fit_weights(probs)
+    bpc = mixture.bits_per_char(mixture.mixture_log_probs(probs, weights))
+    return bpc, tuple(float(x) for x in weights)
+
+  pair = min((fit(np.stack([comps['model'], cache])) + key
+              for key, cache in caches.items()), key=lambda r: r[0])
+  config = dict(cache_size=pair[2], theta=pair[3], cache_weights=pair[1],
+                mix_cache_size=pair[2], mix_theta=pair[3],
+                full_weights=pair[1] + (0.0, 0.0), step=model.step)
+  if train_ids is not None and ngram_order > 0:
+    arrays = stream_arrays(valid_text, model.vocab)
+    best = None
+    for order in NGRAM_CACHE_ORDERS:
+      ngram_cache = np.exp(ngram.ngram_cache_log_probs(
+          arrays.inputs, arrays.targets, model.vocab.size, order))[arrays.mask]
+      for key, cache in caches.items():
+        bpc, weights = fit(np.stack([comps['model'], cache, comps['ngram'],
+                                     ngram_cache]))
+        if best is None or bpc < best[0]:
+          best = (bpc, weights, key, order, ngram_cache)
+    _, full_weights, (window, theta), order, ngram_cache = best
     config.update(
-        ngram_order=ngram_order,
-        ngram_weights=tuple(float(w) for w in mixture.fit_weights(ngram_probs)),
-        full_weights=tuple(float(w) for w in mixture.fit_weights(full)))
-  else:
-    config['full_weights'] = config['cache_weights'] + (0.0, 0.0)
+        ngram_order=ngram_order, ngram_cache_order=order,
+        mix_cache_size=window, mix_theta=theta, full_weights=full_weights,
+        ngram_weights=fit(np.stack([comps['ngram'], ngram_cache]))[1])
   return InferenceConfig(**config)
 
 
@@ -189,7 +204,8 @@ def evaluate_components(model: LoadedModel, text: str,
     result['bpc_model_cache'] = bpc(np.stack([comps['model'], cache]),
                                     config.cache_weights)
     names.append('cache')
-    probs.append(cache)
+    probs.append(cache_probs(comps, config.mix_cache_size or config.cache_size,
+                             config.mix_theta))
     weights.append(config.full_weights[1])
   if use_ngram:
     result['bpc_ngram'] = mixture.bits_per_char(np.log(comps['ngram']))

@@ -51,7 +51,11 @@ class CharLM(nn.Module):
   def __call__(self, tokens: jax.Array, carries: Carries,
                train: bool = False, return_hidden: bool = False):
     cfg = self.config
-    x = nn.Embed(cfg.vocab_size, cfg.embedding_size, name='embed')(tokens)
+    init = {}
+    if cfg.embed_init_std:
+      init['embedding_init'] = nn.initializers.normal(cfg.embed_init_std)
+    x = nn.Embed(cfg.vocab_size, cfg.embedding_size, name='embed',
+                 **init)(tokens)
     new_carries = []
     for i in range(cfg.num_layers):
       if i > 0:

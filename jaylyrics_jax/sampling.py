@@ -182,3 +182,18 @@ def sample_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
   tokens = sample_tokens(params, model_config, seed_ids, key, length, config,
                          num_samples, space_id)
   return [used_seed + vocab.decode(row) for row in tokens]
+
+
+def copy_rate(generated: str, train_text: str, n: int = 4) -> float:
+  """Share of the generated n-character strings (spaces removed) that occur
+  verbatim in the training text (spaces removed too); nan if there are none.
+
+  A low bits-per-character must not come from reciting the training lyrics.
+  """
+  train = train_text.replace(' ', '')
+  seen = {train[i:i + n] for i in range(len(train) - n + 1)}
+  text = generated.replace(' ', '')
+  grams = [text[i:i + n] for i in range(len(text) - n + 1)]
+  if not grams:
+    return float('nan')
+  return sum(g in seen for g in grams) / len(grams)

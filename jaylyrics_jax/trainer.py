@@ -118,7 +118,7 @@ def _check_resumable(meta: dict[str, Any], data: TrainData,
         f"the corpus differs (checkpoint vocabulary {len(meta['vocab'])} "
         f'characters, this corpus {data.vocab.size}; cleaned-text SHA-256 '
         f"{meta['corpus_sha256'][:12]}... vs {data.corpus_sha256[:12]}...)")
-  saved_model = meta['model_config']
+  saved_model = ModelConfig.from_dict(meta['model_config']).to_dict()
   for key, value in model_config.to_dict().items():
     if saved_model.get(key) != value:
       problems.append(f'model {key}: checkpoint {saved_model.get(key)!r}, '

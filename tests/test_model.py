@@ -70,3 +70,12 @@ def test_bad_model_config(field, value):
   with pytest.raises(JaylyricsError, match=field if field != 'cell' else
                      'rnncell'):
     ModelConfig(vocab_size=10, **{field: value})
+
+
+def test_embedding_init_std():
+  config = ModelConfig(vocab_size=500, embedding_size=64, embed_init_std=1.0)
+  table = init_params(config, jax.random.key(0))['embed']['embedding']
+  assert abs(float(jnp.std(table)) - 1.0) < 0.02
+  default = init_params(ModelConfig(vocab_size=500, embedding_size=64),
+                        jax.random.key(0))['embed']['embedding']
+  assert abs(float(jnp.std(default)) - 1 / 8) < 0.01

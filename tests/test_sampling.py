@@ -167,3 +167,14 @@ def test_inverse_cdf_draw_matches_the_distribution():
   freq = np.bincount(tokens, minlength=5) / len(tokens)
   np.testing.assert_allclose(freq, probs, atol=0.01)
   assert freq[2] == 0.0  # A masked character is never drawn.
+
+
+def test_copy_rate():
+  from jaylyrics_jax.sampling import copy_rate  # pylint: disable=g-import-not-at-top
+  train = '春天来了 花开了 '
+  assert copy_rate('春天来了', train) == 1.0
+  # Spaces are ignored on both sides: 春天来了 and 天来了花 both occur.
+  assert copy_rate('春天 来了花', train) == 1.0
+  assert copy_rate('春天来了冬', train) == 0.5  # 天来了冬 does not.
+  assert copy_rate('冬冬冬冬冬', train) == 0.0
+  assert np.isnan(copy_rate('春天', train))
