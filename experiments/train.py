@@ -40,6 +40,12 @@ EMBEDDING_SIZE = flags.DEFINE_integer('embedding_size', 100,
 EMBED_INIT_STD = flags.DEFINE_float(
     'embed_init_std', 0.0, 'Std of the embedding\'s normal init (0 = flax '
     'default, 1/sqrt(embedding_size)).', lower_bound=0.0)
+ATTN_LENGTH = flags.DEFINE_integer(
+    'attn_length', 0, 'Attend over (and copy from) the last N positions, '
+    'carried across windows; 0 = no attention.', lower_bound=0)
+ATTN_SIZE = flags.DEFINE_integer('attn_size', 64,
+                                 'Query/key size of the attention.',
+                                 lower_bound=1)
 DROPOUT = flags.DEFINE_float(
     'dropout', 0.0, 'Dropout rate between layers and before the output.',
     lower_bound=0.0, upper_bound=0.99)
@@ -138,7 +144,8 @@ def main(argv):
   model_config = jl.ModelConfig(
       embedding_size=EMBEDDING_SIZE.value, rnn_size=RNN_SIZE.value,
       num_layers=NUM_LAYERS.value, cell=RNNCELL.value, dropout=DROPOUT.value,
-      embed_init_std=EMBED_INIT_STD.value)
+      embed_init_std=EMBED_INIT_STD.value, attn_length=ATTN_LENGTH.value,
+      attn_size=ATTN_SIZE.value)
   train_config = jl.TrainConfig(
       workdir=common.WORKDIR.value, batch_size=BATCH_SIZE.value,
       seq_length=SEQ_LENGTH.value, num_epochs=NUM_EPOCHS.value,

@@ -25,8 +25,15 @@ class ModelConfig:
   # Standard deviation of the embedding's normal init; 0 = flax's default
   # (variance scaling, std 1/sqrt(embedding_size)).
   embed_init_std: float = 0.0
+  # Attention/copy over the last attn_length positions (0 = off).
+  attn_length: int = 0
+  attn_size: int = 64
 
   def __post_init__(self):
+    if self.attn_length < 0:
+      raise JaylyricsError(
+          f'--attn_length must be >= 0, got {self.attn_length}.')
+    _positive('--attn_size', self.attn_size)
     if self.embed_init_std < 0:
       raise JaylyricsError(
           f'--embed_init_std must be >= 0, got {self.embed_init_std}.')

@@ -7,6 +7,9 @@ import jax
 import jax.numpy as jnp
 
 from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.pointer import empty_memory
+from jaylyrics_jax.pointer import PointerMemory
+from jaylyrics_jax.pointer import PointerMixture
 
 _CELLS = {
     'lstm': nn.OptimizedLSTMCell,
@@ -14,7 +17,8 @@ _CELLS = {
     'rnn': nn.SimpleCell,
 }
 
-# One entry per layer: an LSTM carry is (c, h), a GRU or RNN carry is h.
+# One entry per layer: an LSTM carry is (c, h), a GRU or RNN carry is h;
+# with attention (attn_length > 0) a `PointerMemory` follows the layers.
 Carries = tuple[Any, ...]
 
 
@@ -26,13 +30,18 @@ def zero_carries(config: ModelConfig, batch_size: int) -> Carries:
   cell = _CELLS[config.cell](config.rnn_size, parent=None)
   # initialize_carry reads only shape[:-1] as the batch: (batch,) would drop it.
   shape = (batch_size, config.rnn_size)
-  return tuple(cell.initialize_carry(jax.random.key(0), shape)
-               for _ in range(config.num_layers))
+  layers = tuple(cell.initialize_carry(jax.random.key(0), shape)
+                 for _ in range(config.num_layers))
+  if config.attn_length:
+    return layers + (empty_memory(batch_size, config.attn_length,
+                                  config.rnn_size),)
+  return layers
 
 
 def last_hidden(carries: Carries) -> jax.Array:
   """<float32>[batch, rnn_size]: the top layer's hidden state."""
-  top = carries[-1]
+  layers = [c for c in carries if not isinstance(c, PointerMemory)]
+  top = layers[-1]
   return top[1] if isinstance(top, tuple) else top
 
 
@@ -43,7 +52,10 @@ class CharLM(nn.Module):
   returns logits <float32>[batch, time, vocab] and the carries after the last
   step, so consecutive windows, evaluation and sampling continue one state.
   With `return_hidden=True` also the top layer's outputs
-  <float32>[batch, time, rnn_size] (the neural cache's keys).
+  <float32>[batch, time, rnn_size] (the neural cache's keys). With
+  `config.attn_length > 0` the returned logits are the log-probabilities of
+  the attention/copy mixture (see `pointer.py`), whose memory is the last
+  entry of the carries.
   """
   config: ModelConfig
 
@@ -72,6 +84,13 @@ class CharLM(nn.Module):
     hidden = x
     x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
     logits = nn.Dense(cfg.vocab_size, name='output')(x)
+    if cfg.attn_length:
+      # Log-probabilities of the copy mixture: valid logits for every caller.
+      logits, memory = PointerMixture(cfg.attn_length, cfg.attn_size,
+                                      name='pointer')(
+                                          hidden, tokens, logits,
+                                          carries[cfg.num_layers])
+      new_carries.append(memory)
     if return_hidden:
       return logits, tuple(new_carries), hidden
     return logits, tuple(new_carries)
