@@ -79,11 +79,12 @@ def _best_flags() -> dict | None:
         key, value = line[2:].split('=', 1)
         values[key] = value
   model = {k: int(values[k]) for k in ('embedding_size', 'rnn_size',
-                                       'num_layers') if k in values}
+                                       'num_layers', 'attn_length',
+                                       'attn_size') if k in values}
+  model.update({k: float(values[k]) for k in ('dropout', 'embed_init_std')
+                if k in values})
   if 'rnncell' in values:
     model['cell'] = values['rnncell']
-  if 'dropout' in values:
-    model['dropout'] = float(values['dropout'])
   return dict(model=model, batch_size=int(values.get('batch_size', 32)),
               seq_length=int(values.get('seq_length', 16)))
 

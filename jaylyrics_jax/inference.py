@@ -185,7 +185,9 @@ def evaluate_components(model: LoadedModel, text: str,
                         config: InferenceConfig) -> dict[str, Any]:
   """Bits per character of every component and mixture on `text`.
 
-  Keys: bpc_model, bpc_model_cache (when cache_size > 0), bpc_ngram and
+  Keys: bpc_model (with its attention/copy when it has one),
+  bpc_model_no_attention (attention models: the softmax alone),
+  bpc_model_cache (when cache_size > 0), bpc_ngram and
   bpc_ngram_cache (when n-grams are on), bpc_mixture (all that are on, their
   tuned weights renormalised), and bpc: the default inference, i.e. the
   mixture. Also ppl (of bpc), oov_rate and chars.
@@ -198,6 +200,14 @@ def evaluate_components(model: LoadedModel, text: str,
   bpc = lambda probs, w: mixture.bits_per_char(
       mixture.mixture_log_probs(probs, np.asarray(w) / np.sum(w)))
   result = {'bpc_model': mixture.bits_per_char(np.log(comps['model']))}
+  if model.model_config.attn_length:
+    # The same parameters with the attention/copy switched off: the
+    # recurrent model and its softmax alone.
+    plain = dataclasses.replace(model.model_config, attn_length=0)
+    arrays = stream_arrays(text, model.vocab)
+    nll, _ = stream_outputs(model.params, plain, arrays)
+    result['bpc_model_no_attention'] = float(
+        np.mean(nll[arrays.mask]) / np.log(2))
   names, probs, weights = ['model'], [comps['model']], [config.full_weights[0]]
   if config.cache_size > 0:
     cache = cache_probs(comps, config.cache_size, config.theta)

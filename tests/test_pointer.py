@@ -81,3 +81,19 @@ def test_sampling_with_attention_is_reproducible(apply_and_params):
                                  num_samples=2)
   np.testing.assert_array_equal(draw(0), draw(0))
   assert draw(0).shape == (2, 20)
+
+
+def test_evaluate_reports_the_model_without_its_attention():
+  from jaylyrics_jax import inference  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.saved_model import LoadedModel  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.vocab import build_vocabulary  # pylint: disable=g-import-not-at-top
+  vocab = build_vocabulary('春夏秋冬 风花雪月 ')
+  config = ModelConfig(vocab_size=vocab.size, embedding_size=4, rnn_size=8,
+                       num_layers=1, attn_length=6, attn_size=4)
+  model = LoadedModel(init_params(config, jax.random.key(0)), config, vocab,
+                      {}, 0)
+  text = '春夏秋冬 风花雪月 春夏秋冬 '
+  scores = inference.evaluate_components(model, text, None,
+                                         inference.InferenceConfig())
+  assert scores['bpc_model_no_attention'] != scores['bpc_model']
+  assert scores['components'] == ['model']
