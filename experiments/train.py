@@ -46,6 +46,10 @@ ATTN_LENGTH = flags.DEFINE_integer(
 ATTN_SIZE = flags.DEFINE_integer('attn_size', 64,
                                  'Query/key size of the attention.',
                                  lower_bound=1)
+SOFTMAX_LOSS_WEIGHT = flags.DEFINE_float(
+    'softmax_loss_weight', 0.0, 'With --attn_length: weight of the loss of '
+    'the softmax alone (no copying) added to the training objective.',
+    lower_bound=0.0)
 DROPOUT = flags.DEFINE_float(
     'dropout', 0.0, 'Dropout rate between layers and before the output.',
     lower_bound=0.0, upper_bound=0.99)
@@ -145,7 +149,8 @@ def main(argv):
       embedding_size=EMBEDDING_SIZE.value, rnn_size=RNN_SIZE.value,
       num_layers=NUM_LAYERS.value, cell=RNNCELL.value, dropout=DROPOUT.value,
       embed_init_std=EMBED_INIT_STD.value, attn_length=ATTN_LENGTH.value,
-      attn_size=ATTN_SIZE.value)
+      attn_size=ATTN_SIZE.value,
+      softmax_loss_weight=SOFTMAX_LOSS_WEIGHT.value)
   train_config = jl.TrainConfig(
       workdir=common.WORKDIR.value, batch_size=BATCH_SIZE.value,
       seq_length=SEQ_LENGTH.value, num_epochs=NUM_EPOCHS.value,

@@ -28,12 +28,18 @@ class ModelConfig:
   # Attention/copy over the last attn_length positions (0 = off).
   attn_length: int = 0
   attn_size: int = 64
+  # Attention models: weight of the softmax-alone loss added to the training
+  # loss, so the recurrent model stays a good model without copying too.
+  softmax_loss_weight: float = 0.0
 
   def __post_init__(self):
     if self.attn_length < 0:
       raise JaylyricsError(
           f'--attn_length must be >= 0, got {self.attn_length}.')
     _positive('--attn_size', self.attn_size)
+    if self.softmax_loss_weight < 0:
+      raise JaylyricsError('--softmax_loss_weight must be >= 0, got '
+                           f'{self.softmax_loss_weight}.')
     if self.embed_init_std < 0:
       raise JaylyricsError(
           f'--embed_init_std must be >= 0, got {self.embed_init_std}.')

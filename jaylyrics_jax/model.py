@@ -61,7 +61,8 @@ class CharLM(nn.Module):
 
   @nn.compact
   def __call__(self, tokens: jax.Array, carries: Carries,
-               train: bool = False, return_hidden: bool = False):
+               train: bool = False, return_hidden: bool = False,
+               return_softmax_logits: bool = False):
     cfg = self.config
     init = {}
     if cfg.embed_init_std:
@@ -84,6 +85,7 @@ class CharLM(nn.Module):
     hidden = x
     x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
     logits = nn.Dense(cfg.vocab_size, name='output')(x)
+    softmax_logits = logits
     if cfg.attn_length:
       # Log-probabilities of the copy mixture: valid logits for every caller.
       logits, memory = PointerMixture(cfg.attn_length, cfg.attn_size,
@@ -91,9 +93,12 @@ class CharLM(nn.Module):
                                           hidden, tokens, logits,
                                           carries[cfg.num_layers])
       new_carries.append(memory)
+    out = (logits, tuple(new_carries))
     if return_hidden:
-      return logits, tuple(new_carries), hidden
-    return logits, tuple(new_carries)
+      out += (hidden,)
+    if return_softmax_logits:  # The output layer's own, before any copying.
+      out += (softmax_logits,)
+    return out
 
 
 def init_params(config: ModelConfig, key: jax.Array) -> Any:

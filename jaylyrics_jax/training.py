@@ -76,11 +76,21 @@ def make_train_step(model_config: ModelConfig, tx: optax.GradientTransformation)
   """
   model = CharLM(model_config)
 
+  aux = model_config.softmax_loss_weight if model_config.attn_length else 0.0
+
   def loss_fn(params, carry, inputs, targets, key):
-    logits, new_carry = model.apply({'params': params}, inputs, carry,
-                                    train=True, rngs={'dropout': key})
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-    return losses.mean(), new_carry
+    logits, new_carry, softmax_logits = model.apply(
+        {'params': params}, inputs, carry, train=True, rngs={'dropout': key},
+        return_softmax_logits=True)
+    loss = optax.softmax_cross_entropy_with_integer_labels(
+        logits, targets).mean()
+    if aux:
+      extra = optax.softmax_cross_entropy_with_integer_labels(
+          softmax_logits, targets).mean()
+      # Value: the model's own loss (what is logged); gradient: plus
+      # aux * the softmax-alone loss's.
+      loss = loss + aux * (extra - jax.lax.stop_gradient(extra))
+    return loss, new_carry
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 

@@ -97,3 +97,19 @@ def test_evaluate_reports_the_model_without_its_attention():
                                          inference.InferenceConfig())
   assert scores['bpc_model_no_attention'] != scores['bpc_model']
   assert scores['components'] == ['model']
+
+
+def test_softmax_loss_weight_trains_the_softmax_but_logs_the_model_loss():
+  x = jax.random.randint(jax.random.key(4), (2, 6), 0, 11)
+  results = {}
+  for weight in (0.0, 1.0):
+    config = ModelConfig(vocab_size=11, embedding_size=4, rnn_size=8,
+                         num_layers=1, attn_length=5, attn_size=4,
+                         softmax_loss_weight=weight)
+    tx = make_optimizer(TrainConfig(batch_size=2, seq_length=5), 10)
+    state = create_train_state(config, tx, 2, jax.random.key(0))
+    state, metrics = make_train_step(config, tx)(state, (x[:, :-1], x[:, 1:]),
+                                                 jax.random.key(1))
+    results[weight] = (float(metrics['loss']), float(metrics['grad_norm']))
+  assert results[0.0][0] == pytest.approx(results[1.0][0], rel=1e-6)
+  assert results[0.0][1] != pytest.approx(results[1.0][1], rel=1e-3)

@@ -100,3 +100,11 @@ def test_nonfinite_step_is_recorded():
   state, _ = step(state, _batch(), jax.random.key(1))
   state, _ = step(state, _batch(), jax.random.key(1))
   assert int(state.nonfinite_step) == 1
+
+
+def test_jitted_initial_state_equals_eager_init():
+  from jaylyrics_jax.model import init_params  # pylint: disable=g-import-not-at-top
+  state, _ = _setup()
+  eager = init_params(MODEL, jax.random.key(0))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+               state.params, eager)
