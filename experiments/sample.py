@@ -25,6 +25,10 @@ TEMPERATURE = flags.DEFINE_float('temperature', 1.0,
 TOP_K = flags.DEFINE_integer('top_k', 0, 'Draw among the k most likely '
                              'characters only (0 = all).', lower_bound=0)
 TOP_P = flags.DEFINE_float('top_p', 1.0, 'Nucleus sampling mass (1 = all).')
+MIN_COPY_DISTANCE = flags.DEFINE_integer(
+    'min_copy_distance', 8, 'Attention models: copy only from positions at '
+    'least this far back (0 = as trained; small values fall into copy loops '
+    'such as 的的的).', lower_bound=0)
 NUM_SAMPLES = flags.DEFINE_integer('num_samples', 1,
                                    'Independent samples, drawn in one call.',
                                    lower_bound=1)
@@ -69,7 +73,8 @@ def main(argv):
                 + ' '.join(missing))
   config = jl.SamplingConfig(mode=SAMPLING.value,
                              temperature=TEMPERATURE.value, top_k=TOP_K.value,
-                             top_p=TOP_P.value)
+                             top_p=TOP_P.value,
+                             min_copy_distance=MIN_COPY_DISTANCE.value)
   texts = jl.sample_text(model.params, model.model_config, model.vocab,
                          SEED.value, jax.random.key(common.RNG_SEED.value),
                          length=LENGTH.value, config=config,

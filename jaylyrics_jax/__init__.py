@@ -10,6 +10,9 @@ The library takes plain dataclasses and arrays and never reads flags:
 
 from jaylyrics_jax.batching import epoch_batches
 from jaylyrics_jax.checkpointing import restore as restore_checkpoint
+from jaylyrics_jax.inference import evaluate_components
+from jaylyrics_jax.inference import InferenceConfig
+from jaylyrics_jax.inference import tune_run
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.config import TrainConfig
 from jaylyrics_jax.corpus import clean_line
@@ -40,3 +43,39 @@ from jaylyrics_jax.vocab import build_vocabulary
 from jaylyrics_jax.vocab import Vocabulary
 
 __version__ = '0.1.0'
+
+__all__ = [
+    'evaluate_components',
+    'InferenceConfig',
+    'tune_run',
+    'epoch_batches',
+    'restore_checkpoint',
+    'ModelConfig',
+    'TrainConfig',
+    'clean_line',
+    'clean_text',
+    'download_corpus',
+    'load_clean_text',
+    'resolve_corpus',
+    'split_train_valid',
+    'JaylyricsError',
+    'evaluate_text',
+    'CharLM',
+    'init_params',
+    'zero_carries',
+    'plot_losses',
+    'generate',
+    'sample_text',
+    'SamplingConfig',
+    'load_model',
+    'LoadedModel',
+    'train',
+    'TrainResult',
+    'create_train_state',
+    'make_eval_step',
+    'make_optimizer',
+    'make_train_step',
+    'TrainState',
+    'build_vocabulary',
+    'Vocabulary',
+]

@@ -31,12 +31,16 @@ class ModelConfig:
   # Attention models: weight of the softmax-alone loss added to the training
   # loss, so the recurrent model stays a good model without copying too.
   softmax_loss_weight: float = 0.0
+  # Copy only from positions at least this far back (1 = all). A decoding
+  # setting: `SamplingConfig.min_copy_distance` raises it for generation.
+  attn_min_distance: int = 1
 
   def __post_init__(self):
     if self.attn_length < 0:
       raise JaylyricsError(
           f'--attn_length must be >= 0, got {self.attn_length}.')
     _positive('--attn_size', self.attn_size)
+    _positive('attn_min_distance', self.attn_min_distance)
     if self.softmax_loss_weight < 0:
       raise JaylyricsError('--softmax_loss_weight must be >= 0, got '
                            f'{self.softmax_loss_weight}.')

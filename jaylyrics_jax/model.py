@@ -89,7 +89,7 @@ class CharLM(nn.Module):
     if cfg.attn_length:
       # Log-probabilities of the copy mixture: valid logits for every caller.
       logits, memory = PointerMixture(cfg.attn_length, cfg.attn_size,
-                                      name='pointer')(
+                                      cfg.attn_min_distance, name='pointer')(
                                           hidden, tokens, logits,
                                           carries[cfg.num_layers])
       new_carries.append(memory)

@@ -51,6 +51,8 @@ class PointerMixture(nn.Module):
   """Mixes the softmax with copies of what followed attended positions."""
   length: int
   attn_size: int = 64
+  # Positions nearer than this are not copied from (1 = every past one).
+  min_distance: int = 1
 
   @nn.compact
   def __call__(self, hidden: jax.Array, inputs: jax.Array, logits: jax.Array,
@@ -77,7 +79,8 @@ class PointerMixture(nn.Module):
     stamps = jnp.concatenate(
         [memory.stamps, pending_stamp[:, None], positions], 1)   # [B, K]
     visible = ((stamps[:, None, :] >= positions[:, :, None] - self.length) &
-               (stamps[:, None, :] <= positions[:, :, None] - 1))  # [B,T,K]
+               (stamps[:, None, :] <= positions[:, :, None] -
+                self.min_distance))                                # [B,T,K]
 
     query = nn.Dense(self.attn_size, name='query')(hidden)
     key = nn.Dense(self.attn_size, use_bias=False, name='key')(keys)

@@ -32,13 +32,19 @@ class SamplingConfig:
   top_k: draw only among the k most likely characters (0 = all).
   top_p: draw only from the smallest set whose probability reaches top_p
     (nucleus sampling; 1.0 = all).
+  min_copy_distance: attention models copy only from positions at least
+    this far back (0 = as trained), which keeps them out of copy loops.
   """
   mode: str = 'weighted'
   temperature: float = 1.0
   top_k: int = 0
   top_p: float = 1.0
+  min_copy_distance: int = 0
 
   def __post_init__(self):
+    if self.min_copy_distance < 0:
+      raise JaylyricsError('--min_copy_distance must be >= 0, got '
+                           f'{self.min_copy_distance}.')
     if self.mode not in MODES:
       raise JaylyricsError(
           f'--sampling must be one of {", ".join(MODES)}, got {self.mode!r}.')
@@ -127,6 +133,9 @@ def _compiled_sampler(model_config: ModelConfig, length: int,
 
   Returns f(params, seed_ids <int32>[S], keys <key>[N]) -> <int32>[N, length].
   """
+  if config.min_copy_distance and model_config.attn_length:
+    model_config = dataclasses.replace(
+        model_config, attn_min_distance=config.min_copy_distance)
   model = CharLM(model_config)
 
   def step_fn(params, carry, token):

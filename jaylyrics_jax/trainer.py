@@ -15,7 +15,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaylyrics_jax import checkpointing

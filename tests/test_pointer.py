@@ -113,3 +113,22 @@ def test_softmax_loss_weight_trains_the_softmax_but_logs_the_model_loss():
     results[weight] = (float(metrics['loss']), float(metrics['grad_norm']))
   assert results[0.0][0] == pytest.approx(results[1.0][0], rel=1e-6)
   assert results[0.0][1] != pytest.approx(results[1.0][1], rel=1e-3)
+
+
+def test_min_copy_distance_hides_recent_positions_consistently():
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  far = dataclasses.replace(CONFIG, attn_min_distance=3)
+  params = init_params(CONFIG, jax.random.key(1))
+  apply = jax.jit(CharLM(far).apply)
+  tokens = jax.random.randint(jax.random.key(5), (2, 12), 0, 11)
+  whole, _ = apply({'params': params}, tokens, zero_carries(far, 2))
+  carry, parts = zero_carries(far, 2), []
+  for t in range(12):
+    log_probs, carry = apply({'params': params}, tokens[:, t:t + 1], carry)
+    parts.append(log_probs)
+  np.testing.assert_allclose(jnp.concatenate(parts, 1), whole, atol=2e-6)
+  near, _ = CharLM(CONFIG).apply({'params': params}, tokens,
+                                 zero_carries(CONFIG, 2))
+  # Hiding the two nearest positions changes what can be copied.
+  assert not np.allclose(near[:, 3:], whole[:, 3:])
+  np.testing.assert_allclose(jnp.exp(whole).sum(-1), 1.0, atol=1e-5)
