@@ -26,7 +26,7 @@ TOP_K = flags.DEFINE_integer('top_k', 0, 'Draw among the k most likely '
                              'characters only (0 = all).', lower_bound=0)
 TOP_P = flags.DEFINE_float('top_p', 1.0, 'Nucleus sampling mass (1 = all).')
 MIN_COPY_DISTANCE = flags.DEFINE_integer(
-    'min_copy_distance', 8, 'Attention models: copy only from positions at '
+    'min_copy_distance', 32, 'Attention models: copy only from positions at '
     'least this far back (0 = as trained; small values fall into copy loops '
     'such as 的的的).', lower_bound=0)
 NUM_SAMPLES = flags.DEFINE_integer('num_samples', 1,
