@@ -9,6 +9,7 @@ the same command plus --resume.
 import signal
 
 from absl import flags
+import jax
 import tqdm
 
 from experiments import common
@@ -185,7 +186,11 @@ def main(argv):
     print(f'Done ({result.stopped}) after {result.epochs} epochs, step '
           f'{result.step}; best valid loss {result.best_valid_loss:.4f}. '
           f'Run folder: {result.workdir}', flush=True)
-    if train_config.valid_fraction > 0:
+    if train_config.valid_fraction > 0 and jax.process_count() > 1:
+      # Restoring inside a multi-process runtime waits on every process.
+      print('Tune the inference mixture in one process: python -m '
+            f'experiments.tune --workdir={train_config.workdir}', flush=True)
+    elif train_config.valid_fraction > 0:
       tuned, scores = inference.tune_run(train_config.workdir, corpus,
                                          NGRAM_ORDER.value, warn=common.warn)
       print(f'Inference tuned on the validation text (cache {tuned.cache_size}'

@@ -75,6 +75,7 @@ def test_two_processes_with_gloo_match_one(single, tmp_path):
   outs = [_finish(p) for p in procs]
   assert 'epoch   2' in outs[0] and 'Done (finished)' in outs[0]
   assert 'epoch' not in outs[1]  # Only process 0 reports and writes logs.
+  assert 'python -m experiments.tune' in outs[0]
   _assert_same_losses(_log(workdir), _log(single_dir))
   assert (workdir / 'loss.png').exists()
   # The checkpoint written by two processes samples in one.
@@ -86,6 +87,14 @@ def test_two_processes_with_gloo_match_one(single, tmp_path):
       text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.strip().startswith('春')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'experiments.tune', f'--workdir={workdir}',
+       '--ngram_order=3', f'--compilation_cache={cache}'],
+      cwd=REPO, env=dict(os.environ, PYTHONUTF8='1'), capture_output=True,
+      text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert 'bpc_mixture' in json.loads(proc.stdout.strip().splitlines()[-1])
+  assert (workdir / 'inference.json').exists()
 
 
 def test_mesh_errors(tmp_path):

@@ -1,0 +1,33 @@
+r"""Tunes a run's inference mixture on its validation text.
+
+  python -m experiments.tune --workdir=runs/best [--corpus=PATH] [--ngram_order=6]
+
+`experiments.train` does this itself after a single-process run; run it by
+hand after a multi-process run, or to change the n-gram order. Writes
+<workdir>/inference.json and prints the validation scores as JSON.
+"""
+
+import json
+
+from absl import flags
+
+from experiments import common
+from jaylyrics_jax import inference
+
+CORPUS = flags.DEFINE_string(
+    'corpus', None, 'The run\'s training corpus (default: the path recorded '
+    'in the checkpoint).')
+NGRAM_ORDER = flags.DEFINE_integer('ngram_order', 6,
+                                   'Kneser-Ney order (0 = no n-gram).',
+                                   lower_bound=0, upper_bound=8)
+
+
+def main(argv):
+  del argv
+  tuned, scores = inference.tune_run(common.WORKDIR.value, CORPUS.value,
+                                     NGRAM_ORDER.value, warn=common.warn)
+  print(json.dumps(dict(scores, settings=tuned.to_dict())), flush=True)
+
+
+if __name__ == '__main__':
+  common.run(main)
