@@ -11,6 +11,7 @@ import jax
 
 from experiments import common
 import jaylyrics_jax as jl
+from jaylyrics_jax import inference
 from jaylyrics_jax import sampling
 
 SEED = flags.DEFINE_string('seed', '从前', 'Text the lyrics start from.')
@@ -53,14 +54,10 @@ flags.register_validator('seed', lambda s: bool(s),
 
 def _training_text(model):
   """The run's training text when its corpus is still where it was."""
-  path = model.meta.get('corpus_path')
-  if not path or not os.path.exists(path):
+  try:
+    return inference.run_corpus_split(model, None)[0]
+  except jl.JaylyricsError:
     return None
-  text = jl.load_clean_text(path)
-  if jl.corpus.sha256_of(text.encode('utf-8')) != model.meta['corpus_sha256']:
-    return None
-  train_fraction = model.meta['train_config']['valid_fraction']
-  return jl.split_train_valid(text, train_fraction)[0]
 
 
 def main(argv):

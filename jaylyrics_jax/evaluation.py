@@ -39,19 +39,20 @@ def stream_arrays(text: str, vocab: Vocabulary) -> StreamArrays:
   return StreamArrays(inputs, targets, vocab.known_mask(text))
 
 
+def _chunks(arrays: StreamArrays, chunk: int):
+  """inputs, targets, mask zero-padded to whole chunks: <[C, 1, chunk]> each."""
+  n = len(arrays.targets)
+  padded = -(-n // chunk) * chunk
+  pad = lambda a: np.pad(a, (0, padded - n)).reshape(-1, 1, chunk)
+  return pad(arrays.inputs), pad(arrays.targets), pad(arrays.mask)
+
+
 def stream_nll(params: Any, model_config: ModelConfig, arrays: StreamArrays,
                chunk: int = EVAL_CHUNK) -> tuple[float, int]:
   """(summed NLL in nats, number of scored characters) over the stream."""
-  n = len(arrays.targets)
-  if n == 0:
+  if not len(arrays.targets):
     return 0.0, 0
-  padded = -(-n // chunk) * chunk
-
-  def pad(a):
-    return np.pad(a, (0, padded - n)).reshape(-1, 1, chunk)
-
-  inputs, targets, mask = pad(arrays.inputs), pad(arrays.targets), pad(
-      arrays.mask)
+  inputs, targets, mask = _chunks(arrays, chunk)
   eval_step = make_eval_step(model_config)
   carry = zero_carries(model_config, 1)
   nll_sum, count = jnp.zeros(()), jnp.zeros(())
@@ -71,12 +72,7 @@ def stream_outputs(params: Any, model_config: ModelConfig,
   position by position for the neural cache and the mixtures.
   """
   n = len(arrays.targets)
-  padded = -(-n // chunk) * chunk
-
-  def pad(a):
-    return np.pad(a, (0, padded - n)).reshape(-1, 1, chunk)
-
-  inputs, targets = pad(arrays.inputs), pad(arrays.targets)
+  inputs, targets, _ = _chunks(arrays, chunk)
   score_step = make_score_step(model_config)
   carry = zero_carries(model_config, 1)
   nlls, hiddens = [], []

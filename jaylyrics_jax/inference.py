@@ -82,24 +82,27 @@ def write_inference_config(workdir: str, config: InferenceConfig) -> None:
   atomic_write(os.path.join(workdir, INFERENCE_FILE), write)
 
 
-def training_ids(model: LoadedModel, corpus_path: str | None) -> np.ndarray:
-  """The encoded training part of the run's corpus, checked by its SHA-256."""
+def run_corpus_split(model: LoadedModel,
+                     corpus_path: str | None) -> tuple[str, str]:
+  """(train, valid) text of the run's corpus, checked by its SHA-256."""
   meta = model.meta
   corpus_path = corpus_path or meta.get('corpus_path')
   if not corpus_path or not os.path.exists(corpus_path):
     raise JaylyricsError(
-        f'The training corpus of this run ({corpus_path!r}) is not here, so '
-        'the n-gram components cannot be built. Pass it with --corpus, or '
-        '--ngram_order=0 to score without them.')
+        f'The training corpus of this run ({corpus_path!r}) is not here. Pass '
+        'it with --corpus, or --ngram_order=0 to score without n-grams.')
   text = load_clean_text(corpus_path)
   if sha256_of(text.encode('utf-8')) != meta['corpus_sha256']:
     raise JaylyricsError(
         f'{corpus_path!r} is not the corpus this run was trained on (its '
         'cleaned text differs). Pass the right file with --corpus, or '
         '--ngram_order=0.')
-  train_text, _ = split_train_valid(text,
-                                    meta['train_config']['valid_fraction'])
-  return model.vocab.encode(train_text)
+  return split_train_valid(text, meta['train_config']['valid_fraction'])
+
+
+def training_ids(model: LoadedModel, corpus_path: str | None) -> np.ndarray:
+  """The encoded training part of the run's corpus (see run_corpus_split)."""
+  return model.vocab.encode(run_corpus_split(model, corpus_path)[0])
 
 
 @functools.lru_cache(maxsize=4)
@@ -249,11 +252,8 @@ def tune_run(workdir: str, corpus_path: str | None = None,
   """
   from jaylyrics_jax.saved_model import load_model  # pylint: disable=g-import-not-at-top
   model = load_model(workdir, which=which, warn=warn)
-  corpus_path = corpus_path or model.meta.get('corpus_path')
-  text = load_clean_text(corpus_path)
-  _, valid = split_train_valid(text,
-                               model.meta['train_config']['valid_fraction'])
-  train_ids = training_ids(model, corpus_path) if ngram_order > 0 else None
+  train, valid = run_corpus_split(model, corpus_path)
+  train_ids = model.vocab.encode(train) if ngram_order > 0 else None
   config = tune_inference(model, valid, train_ids, ngram_order)
   write_inference_config(workdir, config)
   return config, evaluate_components(model, valid, train_ids, config)
