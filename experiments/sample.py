@@ -1,6 +1,10 @@
 r"""Writes lyrics from a trained model.
 
   python -m experiments.sample --seed=从前 --length=200
+
+By default characters are drawn from the run's default inference: the model
+mixed with its neural cache and n-grams as tuned after training (stored in
+the checkpoint); --cache_size=0 --ngram_order=0 draws from the model alone.
 """
 
 import datetime
@@ -10,8 +14,13 @@ from absl import flags
 import jax
 
 from experiments import common
+from experiments.inference_flags import CACHE_SIZE
+from experiments.inference_flags import CHECKPOINT
+from experiments.inference_flags import CORPUS
+from experiments.inference_flags import NGRAM_ORDER
 import jaylyrics_jax as jl
 from jaylyrics_jax import inference
+from jaylyrics_jax import mixture_step
 from jaylyrics_jax import sampling
 
 SEED = flags.DEFINE_string('seed', '从前', 'Text the lyrics start from.')
@@ -37,8 +46,6 @@ UNKNOWN_CHARS = flags.DEFINE_enum(
     'unknown_chars', 'error', ['error', 'skip'],
     'Seed characters outside the vocabulary: stop with an error listing '
     'them, or drop them with a warning.')
-CHECKPOINT = flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'],
-                               'Which checkpoint of the run to use.')
 NEWLINES = flags.DEFINE_bool('newlines', True,
                              'Print each space as a line break.')
 
@@ -55,9 +62,15 @@ flags.register_validator('seed', lambda s: bool(s),
 def _training_text(model):
   """The run's training text when its corpus is still where it was."""
   try:
-    return inference.run_corpus_split(model, None)[0]
+    return inference.run_corpus_split(model, CORPUS.value)[0]
   except jl.JaylyricsError:
     return None
+
+
+def _describe(spec):
+  names = ('model', f'cache{spec.cache_size}', f'ngram{spec.ngram_order}',
+           f'ngram_cache{spec.ngram_cache_order}')
+  return '+'.join(f'{w:.2f}*{n}' for n, w in zip(names, spec.weights) if w)
 
 
 def main(argv):
@@ -72,11 +85,14 @@ def main(argv):
                              temperature=TEMPERATURE.value, top_k=TOP_K.value,
                              top_p=TOP_P.value,
                              min_copy_distance=MIN_COPY_DISTANCE.value)
+  settings, train_ids = inference.settings_for(
+      model, CACHE_SIZE.value, NGRAM_ORDER.value, CORPUS.value, common.warn)
+  mixture = mixture_step.for_settings(settings, model.vocab.size, train_ids)
   texts = jl.sample_text(model.params, model.model_config, model.vocab,
                          SEED.value, jax.random.key(common.RNG_SEED.value),
                          length=LENGTH.value, config=config,
                          num_samples=NUM_SAMPLES.value,
-                         unknown=UNKNOWN_CHARS.value)
+                         unknown=UNKNOWN_CHARS.value, mixture=mixture)
   train_text = _training_text(model)
   rates = []
   if train_text is not None:
@@ -87,7 +103,7 @@ def main(argv):
   header = (f'# {stamp} step {model.step} seed={SEED.value!r} '
             f'rng_seed={common.RNG_SEED.value} sampling={SAMPLING.value} '
             f'temperature={TEMPERATURE.value} top_k={TOP_K.value} '
-            f'top_p={TOP_P.value}')
+            f'top_p={TOP_P.value} mixture={_describe(mixture.spec)}')
   with open(os.path.join(common.WORKDIR.value, 'samples.txt'), 'a',
             encoding='utf-8') as f:
     f.write(header + '\n' + '\n'.join(texts) + '\n\n')

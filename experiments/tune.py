@@ -4,7 +4,8 @@ r"""Tunes a run's inference mixture on its validation text.
 
 `experiments.train` does this itself after a single-process run; run it by
 hand after a multi-process run, or to change the n-gram order. Writes
-<workdir>/inference.json and prints the validation scores as JSON.
+the settings into the tuned checkpoint step (its `inference` item) and prints
+the validation scores as JSON.
 """
 
 import json

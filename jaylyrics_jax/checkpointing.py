@@ -2,7 +2,10 @@
 
 Each checkpoint step holds two items: `state` (a pytree of arrays, saved with
 `StandardSave`) and `meta` (JSON: vocabulary, configs, loop position and a
-SHA-256 of every array in `state`). orbax writes a step to a temporary
+SHA-256 of every array in `state`). Settings found after training (the tuned
+inference mixture) are added to a finished step as further JSON items with
+`save_json_item`, so they travel and are deleted with the step they were
+found for. orbax writes a step to a temporary
 directory and renames it when complete, so a killed save is never listed; the
 digest catches a step whose files were damaged afterwards, and `restore`
 then falls back to the previous good step, saying so.
@@ -90,6 +93,31 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
         'checkpoints are untouched.') from None
 
 
+def save_json_item(workdir: str, step: int, name: str,
+                   data: dict[str, Any]) -> None:
+  """Adds (or replaces) the JSON item `name` of a finished checkpoint step.
+
+  orbax writes it to a temporary folder inside the step and renames it when
+  complete, so a killed write leaves the step as it was.
+  """
+  path = os.path.join(checkpoint_dir(workdir), str(step), name)
+  if not os.path.isdir(os.path.dirname(path)):
+    raise JaylyricsError(f'Checkpoint step {step} is not in '
+                         f'{checkpoint_dir(workdir)!r}.')
+  with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
+    checkpointer.save(path, args=ocp.args.JsonSave(data), force=True)
+
+
+def read_json_item(manager: ocp.CheckpointManager, step: int,
+                   name: str) -> dict[str, Any] | None:
+  """The JSON item `name` of a step, or None when the step has none."""
+  path = os.path.join(str(manager.directory), str(step), name)
+  if not os.path.isdir(path):
+    return None
+  return manager.restore(
+      step, args=ocp.args.Composite(**{name: ocp.args.JsonRestore()}))[name]
+
+
 def read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
   return manager.restore(
       step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
@@ -98,7 +126,9 @@ def read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
 def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
             which: str = 'latest', step: int | None = None,
             warn: Callable[[str], None] = logging.warning,
-            move_damaged: bool = False) -> tuple[Any, dict[str, Any], int]:
+            move_damaged: bool = False,
+            extra_items: tuple[str, ...] = ()
+            ) -> tuple[Any, dict[str, Any], int]:
   """Restores the newest (or best) good checkpoint of `workdir`.
 
   Args:
@@ -111,6 +141,8 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
     move_damaged: move damaged steps into `<workdir>/damaged_checkpoints/`
       (kept for inspection, out of the way of a resumed run that will save
       those step numbers again).
+    extra_items: JSON items added by `save_json_item` to read too; each is
+      put in the returned meta under its name (None where the step has none).
   Returns:
     (state, meta, step).
   """
@@ -149,6 +181,8 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
         state = restored.state
         if tree_digest(state) != meta.get('state_sha256'):
           raise ValueError('its arrays do not match the digest saved with it')
+        for name in extra_items:
+          meta[name] = read_json_item(manager, s, name)
         for bad in damaged if move_damaged else ():
           target = os.path.join(workdir, 'damaged_checkpoints', str(bad))
           os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -6,20 +6,24 @@ Components, each giving the probability of the character that came next:
   ngram        an interpolated modified Kneser-Ney n-gram of the training text;
   ngram_cache  a Witten-Bell n-gram of the text already scored.
 `tune_inference` fits the cache's window and sharpness and the mixture
-weights on the run's validation text (never on anything else) and writes
-them to `<workdir>/inference.json`; `evaluate_components` scores a text with
-every component alone and mixed.
+weights on the run's validation text (never on anything else);
+`tune_run` stores them in the tuned checkpoint step itself (its `inference`
+item), so `evaluate` and `sample` use them by default with that checkpoint.
+`evaluate_components` scores a text with every component alone and mixed;
+`default_mixture` says which components, settings and weights the default
+inference uses, for scoring here and for sampling on the device
+(`jaylyrics_jax.mixture_step`).
 """
 
 import dataclasses
 import functools
-import json
 import math
 import os
 from typing import Any
 
 import numpy as np
 
+from jaylyrics_jax import checkpointing
 from jaylyrics_jax import mixture
 from jaylyrics_jax import ngram
 from jaylyrics_jax.corpus import load_clean_text
@@ -28,10 +32,10 @@ from jaylyrics_jax.corpus import split_train_valid
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.evaluation import stream_arrays
 from jaylyrics_jax.evaluation import stream_outputs
-from jaylyrics_jax.logs import atomic_write
+from jaylyrics_jax.saved_model import INFERENCE_ITEM
 from jaylyrics_jax.saved_model import LoadedModel
 
-INFERENCE_FILE = 'inference.json'
+COMPONENTS = ('model', 'cache', 'ngram', 'ngram_cache')
 CACHE_WINDOWS = (300, 500, 1000, 2000)
 CACHE_THETAS = (3.0, 10.0, 30.0, 100.0)
 NGRAM_CACHE_ORDERS = (5, 6, 7)
@@ -67,19 +71,59 @@ class InferenceConfig:
     return cls(**d)
 
 
-def read_inference_config(workdir: str) -> InferenceConfig | None:
-  path = os.path.join(workdir, INFERENCE_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding='utf-8') as f:
-    return InferenceConfig.from_dict(json.load(f))
+def read_inference_config(model: LoadedModel) -> InferenceConfig | None:
+  """The settings tuned for the loaded checkpoint step, None if never tuned."""
+  stored = model.meta.get(INFERENCE_ITEM)
+  return None if stored is None else InferenceConfig.from_dict(stored)
 
 
-def write_inference_config(workdir: str, config: InferenceConfig) -> None:
-  def write(tmp):
-    with open(tmp, 'w', encoding='utf-8') as f:
-      json.dump(config.to_dict(), f, indent=1)
-  atomic_write(os.path.join(workdir, INFERENCE_FILE), write)
+def write_inference_config(workdir: str, step: int,
+                           config: InferenceConfig) -> None:
+  """Stores `config` in checkpoint `step` of `workdir` (replacing any)."""
+  checkpointing.save_json_item(workdir, step, INFERENCE_ITEM, config.to_dict())
+
+
+@dataclasses.dataclass(frozen=True)
+class MixtureSpec:
+  """The default inference: which components, with which settings.
+
+  weights: one per component, in the order model, cache, ngram, ngram_cache;
+    0.0 for a component that is off. They sum to 1.
+  cache_size, theta: the neural cache's window and sharpness (cache on).
+  ngram_order, ngram_cache_order: the Kneser-Ney and n-gram cache orders
+    (0 when the n-grams are off).
+  """
+  weights: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
+  cache_size: int = 0
+  theta: float = 10.0
+  ngram_order: int = 0
+  ngram_cache_order: int = 0
+
+
+def default_mixture(config: InferenceConfig, use_ngram: bool) -> MixtureSpec:
+  """The mixture `config` tuned: all four components with n-grams, the
+  model+cache pair without them, the model alone when nothing is on."""
+  if use_ngram and config.ngram_order > 0:
+    weights = list(config.full_weights)
+    cache_size, theta = config.mix_cache_size, config.mix_theta
+    if config.cache_size <= 0:
+      weights[1] = 0.0
+    ngram_order, ngram_cache_order = (config.ngram_order,
+                                      config.ngram_cache_order)
+  elif config.cache_size > 0:
+    weights = list(config.cache_weights) + [0.0, 0.0]
+    cache_size, theta = config.cache_size, config.theta
+    ngram_order = ngram_cache_order = 0
+  else:
+    return MixtureSpec()
+  if not weights[1] > 0:
+    cache_size = 0
+  total = sum(weights)
+  if not total > 0:
+    return MixtureSpec()
+  return MixtureSpec(tuple(float(w) / total for w in weights),
+                     cache_size or 0, float(theta), ngram_order,
+                     ngram_cache_order)
 
 
 def run_corpus_split(model: LoadedModel,
@@ -111,6 +155,38 @@ def _kneser_ney(ids_bytes: bytes, vocab_size: int, order: int):
                               order)
 
 
+def kneser_ney(train_ids: np.ndarray, vocab_size: int,
+               order: int) -> ngram.KneserNey:
+  """The Kneser-Ney model of the training ids (built once per process)."""
+  return _kneser_ney(np.asarray(train_ids, np.int32).tobytes(), vocab_size,
+                     order)
+
+
+def settings_for(model: LoadedModel, cache_size: int = -1,
+                 ngram_order: int = -1, corpus_path: str | None = None,
+                 warn=lambda message: None
+                 ) -> tuple[InferenceConfig, np.ndarray | None]:
+  """The checkpoint's tuned settings with a caller's overrides, and the
+  training ids the n-grams need (None when they are off).
+
+  cache_size, ngram_order: -1 keeps the tuned value, 0 turns it off.
+  """
+  config = read_inference_config(model)
+  if config is None:
+    warn(f'checkpoint {model.step} has no tuned inference settings (run '
+         '`python -m experiments.tune`): using the model alone.')
+    config = InferenceConfig()
+  if cache_size >= 0:
+    config = dataclasses.replace(config, cache_size=cache_size,
+                                 mix_cache_size=cache_size)
+  if ngram_order >= 0:
+    config = dataclasses.replace(config, ngram_order=ngram_order)
+  train_ids = None
+  if config.ngram_order > 0:
+    train_ids = training_ids(model, corpus_path)
+  return config, train_ids
+
+
 def component_probs(model: LoadedModel, text: str,
                     train_ids: np.ndarray | None, ngram_order: int,
                     ngram_cache_order: int = 5) -> dict[str, Any]:
@@ -125,8 +201,7 @@ def component_probs(model: LoadedModel, text: str,
   out = {'model': np.exp(-nll[arrays.mask]), 'hidden': hidden,
          'targets': arrays.targets, 'mask': arrays.mask}
   if train_ids is not None and ngram_order > 0:
-    kn = _kneser_ney(np.asarray(train_ids, np.int32).tobytes(),
-                     model.vocab.size, ngram_order)
+    kn = kneser_ney(train_ids, model.vocab.size, ngram_order)
     out['ngram'] = np.exp(kn.stream_log_probs(arrays.inputs,
                                               arrays.targets))[arrays.mask]
     out['ngram_cache'] = np.exp(ngram.ngram_cache_log_probs(
@@ -191,9 +266,10 @@ def evaluate_components(model: LoadedModel, text: str,
   Keys: bpc_model (with its attention/copy when it has one),
   bpc_model_no_attention (attention models: the softmax alone),
   bpc_model_cache (when cache_size > 0), bpc_ngram and
-  bpc_ngram_cache (when n-grams are on), bpc_mixture (all that are on, their
-  tuned weights renormalised), and bpc: the default inference, i.e. the
-  mixture. Also ppl (of bpc), oov_rate and chars.
+  bpc_ngram_cache (when n-grams are on), bpc_mixture (`default_mixture`:
+  the components that are on, with their tuned weights), and bpc: the
+  default inference, i.e. the mixture. Also ppl (of bpc), oov_rate, chars,
+  and the mixture's components and weights.
   """
   use_ngram = train_ids is not None and config.ngram_order > 0
   comps = component_probs(model, text, train_ids, config.ngram_order,
@@ -211,32 +287,30 @@ def evaluate_components(model: LoadedModel, text: str,
     nll, _ = stream_outputs(model.params, plain, arrays)
     result['bpc_model_no_attention'] = float(
         np.mean(nll[arrays.mask]) / np.log(2))
-  names, probs, weights = ['model'], [comps['model']], [config.full_weights[0]]
   if config.cache_size > 0:
     cache = cache_probs(comps, config.cache_size, config.theta)
     result['bpc_model_cache'] = bpc(np.stack([comps['model'], cache]),
                                     config.cache_weights)
-    names.append('cache')
-    probs.append(cache_probs(comps, config.mix_cache_size or config.cache_size,
-                             config.mix_theta))
-    weights.append(config.full_weights[1])
   if use_ngram:
     result['bpc_ngram'] = mixture.bits_per_char(np.log(comps['ngram']))
     result['bpc_ngram_cache'] = bpc(
         np.stack([comps['ngram'], comps['ngram_cache']]),
         config.ngram_weights)
-    names += ['ngram', 'ngram_cache']
-    probs += [comps['ngram'], comps['ngram_cache']]
-    weights += list(config.full_weights[2:])
-  if sum(weights) <= 0:
-    weights = [1.0] + [0.0] * (len(weights) - 1)
+  spec = default_mixture(config, use_ngram)
+  names, probs, weights = [], [], []
+  for name, weight in zip(COMPONENTS, spec.weights):
+    if weight > 0:
+      names.append(name)
+      weights.append(weight)
+      probs.append(cache_probs(comps, spec.cache_size, spec.theta)
+                   if name == 'cache' else comps[name])
   result['bpc_mixture'] = bpc(np.stack(probs), weights)
   result['bpc'] = result['bpc_mixture']
   result['ppl'] = 2.0 ** result['bpc']
   result['oov_rate'] = 1.0 - len(comps['model']) / len(text)
   result['chars'] = len(text)
   result['components'] = names
-  result['weights'] = [float(w) / float(sum(weights)) for w in weights]
+  result['weights'] = weights
   if math.isnan(result['bpc']):
     raise JaylyricsError('The score is NaN; the checkpoint may be damaged.')
   return result
@@ -247,13 +321,13 @@ def tune_run(workdir: str, corpus_path: str | None = None,
              warn=lambda message: None) -> tuple[InferenceConfig, dict]:
   """Tunes the run's best checkpoint on its own validation split.
 
-  Writes `<workdir>/inference.json` and returns it with the validation
-  scores of every component.
+  Stores the settings in that checkpoint step and returns them with the
+  validation scores of every component.
   """
   from jaylyrics_jax.saved_model import load_model  # pylint: disable=g-import-not-at-top
   model = load_model(workdir, which=which, warn=warn)
   train, valid = run_corpus_split(model, corpus_path)
   train_ids = model.vocab.encode(train) if ngram_order > 0 else None
   config = tune_inference(model, valid, train_ids, ngram_order)
-  write_inference_config(workdir, config)
+  write_inference_config(workdir, model.step, config)
   return config, evaluate_components(model, valid, train_ids, config)

@@ -1,7 +1,9 @@
 """Generating lyrics: prime on a seed, then one `lax.scan` on the device.
 
 `generate` is a pure function of a step function, so it can be tested with
-stubbed logits; `sample_text` wires it to a trained `CharLM`.
+stubbed logits; `sample_text` wires it to a trained `CharLM`, alone or mixed
+with its neural cache and n-grams (`mixture_step.DeviceMixture`: the default
+inference `experiments.sample` uses).
 """
 
 import dataclasses
@@ -14,6 +16,10 @@ import numpy as np
 
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.inference import MixtureSpec
+from jaylyrics_jax.mixture_step import DeviceMixture
+from jaylyrics_jax.mixture_step import initial_carry
+from jaylyrics_jax.mixture_step import make_mixture_step
 from jaylyrics_jax.model import CharLM
 from jaylyrics_jax.model import zero_carries
 from jaylyrics_jax.vocab import Vocabulary
@@ -32,8 +38,9 @@ class SamplingConfig:
   top_k: draw only among the k most likely characters (0 = all).
   top_p: draw only from the smallest set whose probability reaches top_p
     (nucleus sampling; 1.0 = all).
-  min_copy_distance: attention models copy only from positions at least
-    this far back (0 = as trained), which keeps them out of copy loops.
+  min_copy_distance: attention models, and the caches of a mixture, copy
+    only from positions at least this far back (0 = as trained and as
+    scored), which keeps them out of copy loops.
   """
   mode: str = 'weighted'
   temperature: float = 1.0
@@ -126,6 +133,14 @@ def generate(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
   return tokens
 
 
+def _sampling_model_config(model_config: ModelConfig,
+                           config: SamplingConfig) -> ModelConfig:
+  if config.min_copy_distance and model_config.attn_length:
+    return dataclasses.replace(model_config,
+                               attn_min_distance=config.min_copy_distance)
+  return model_config
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled_sampler(model_config: ModelConfig, length: int,
                       config: SamplingConfig, space_id: int):
@@ -133,9 +148,7 @@ def _compiled_sampler(model_config: ModelConfig, length: int,
 
   Returns f(params, seed_ids <int32>[S], keys <key>[N]) -> <int32>[N, length].
   """
-  if config.min_copy_distance and model_config.attn_length:
-    model_config = dataclasses.replace(
-        model_config, attn_min_distance=config.min_copy_distance)
+  model_config = _sampling_model_config(model_config, config)
   model = CharLM(model_config)
 
   def step_fn(params, carry, token):
@@ -154,10 +167,42 @@ def _compiled_sampler(model_config: ModelConfig, length: int,
   return sample_fn
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled_mixture_sampler(model_config: ModelConfig, length: int,
+                              config: SamplingConfig, space_id: int,
+                              spec: MixtureSpec):
+  """As `_compiled_sampler`, drawing from the mixture `spec`.
+
+  Returns f(params, tables, seed_ids, keys) -> <int32>[N, length]. The seed
+  is read one character at a time by the same step, so the caches hold it.
+  """
+  model_config = _sampling_model_config(model_config, config)
+  step = make_mixture_step(model_config, spec,
+                           max(1, config.min_copy_distance))
+
+  @jax.jit
+  def sample_fn(params, tables, seed_ids, keys):
+    step_fn = functools.partial(step, params, tables)
+    carry = initial_carry(model_config, spec, seed_ids.shape[0] + length)
+    read = lambda c, token: (step_fn(c, token)[1], None)
+    carry, _ = jax.lax.scan(read, carry, seed_ids[:-1])
+    one = lambda k: generate(step_fn, carry, seed_ids[-1], k, length, config,
+                             space_id)
+    return jax.vmap(one)(keys)
+
+  return sample_fn
+
+
 def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
                   key: jax.Array, length: int, config: SamplingConfig,
-                  num_samples: int = 1, space_id: int = -1) -> np.ndarray:
-  """<int32>[num_samples, length]; sample i uses `split(key, num_samples)[i]`."""
+                  num_samples: int = 1, space_id: int = -1,
+                  mixture: DeviceMixture | None = None) -> np.ndarray:
+  """<int32>[num_samples, length]; sample i uses `split(key, num_samples)[i]`.
+
+  With `mixture`, characters are drawn from the model mixed with its caches
+  and n-grams; the modes, temperature, top-k and top-p then apply to the
+  mixture's log-probabilities.
+  """
   if length < 1:
     raise JaylyricsError(f'--length must be a positive integer, got {length}.')
   if num_samples < 1:
@@ -167,19 +212,26 @@ def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
     raise JaylyricsError(
         'The seed text is empty (after dropping unknown characters). Pass a '
         'seed of Chinese characters, e.g. --seed=从前.')
-  fn = _compiled_sampler(model_config, length, config, space_id)
   keys = jax.random.split(key, num_samples)
-  return np.asarray(fn(params, jnp.asarray(seed_ids, jnp.int32), keys))
+  seed_ids = jnp.asarray(seed_ids, jnp.int32)
+  if mixture is not None and mixture.spec.weights[0] < 1.0:
+    fn = _compiled_mixture_sampler(model_config, length, config, space_id,
+                                   mixture.spec)
+    return np.asarray(fn(params, mixture.tables, seed_ids, keys))
+  fn = _compiled_sampler(model_config, length, config, space_id)
+  return np.asarray(fn(params, seed_ids, keys))
 
 
 def sample_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
                 seed: str, key: jax.Array, length: int = 200,
                 config: SamplingConfig = SamplingConfig(),
-                num_samples: int = 1, unknown: str = 'error') -> list[str]:
+                num_samples: int = 1, unknown: str = 'error',
+                mixture: DeviceMixture | None = None) -> list[str]:
   """Samples `num_samples` texts, each the seed followed by `length` characters.
 
   Characters of `seed` outside the vocabulary raise a `JaylyricsError` listing
-  them (unknown='error') or are dropped (unknown='skip').
+  them (unknown='error') or are dropped (unknown='skip'). `mixture`: see
+  `sample_tokens`.
   """
   if not seed:
     raise JaylyricsError(
@@ -189,7 +241,7 @@ def sample_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
   used_seed = vocab.decode(seed_ids)
   space_id = vocab.chars.index(' ') if ' ' in vocab else -1
   tokens = sample_tokens(params, model_config, seed_ids, key, length, config,
-                         num_samples, space_id)
+                         num_samples, space_id, mixture)
   return [used_seed + vocab.decode(row) for row in tokens]
 
 

@@ -14,6 +14,9 @@ from jaylyrics_jax.training import make_optimizer
 from jaylyrics_jax.training import TrainState
 from jaylyrics_jax.vocab import Vocabulary
 
+# The checkpoint item holding the tuned inference settings of a step.
+INFERENCE_ITEM = 'inference'
+
 
 def checkpoint_tree(state: TrainState, dropout_key: jax.Array) -> dict[str, Any]:
   """The arrays saved at a step: the train state and the raw dropout key."""
@@ -42,7 +45,11 @@ def abstract_tree(meta: dict[str, Any]) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class LoadedModel:
-  """A trained model rebuilt from its checkpoint alone."""
+  """A trained model rebuilt from its checkpoint alone.
+
+  meta['inference'] holds the inference settings tuned for this step (see
+  `jaylyrics_jax.inference`), or None before they are tuned.
+  """
   params: Any
   model_config: ModelConfig
   vocab: Vocabulary
@@ -54,7 +61,8 @@ def load_model(workdir: str, which: str = 'best', step: int | None = None,
                warn: Callable[[str], None] = logging.warning) -> LoadedModel:
   """Loads the best (or latest, or a given step's) good checkpoint."""
   tree, meta, restored_step = checkpointing.restore(
-      workdir, abstract_tree, which=which, step=step, warn=warn)
+      workdir, abstract_tree, which=which, step=step, warn=warn,
+      extra_items=(INFERENCE_ITEM,))
   return LoadedModel(params=tree['train'].params,
                      model_config=ModelConfig.from_dict(meta['model_config']),
                      vocab=Vocabulary(tuple(meta['vocab'])), meta=meta,

@@ -57,7 +57,21 @@ def test_sample_is_reproducible(trained):
   assert text.startswith('春天') and len(text) == 62
   assert rate_line.startswith('copy rate') and rate_line.endswith('%')
   with open(workdir / 'samples.txt', encoding='utf-8') as f:
-    assert f.read().count(text) == 2
+    written = f.read()
+  assert written.count(text) == 2
+  # By default from the inference `train` tuned and stored in the checkpoint.
+  assert '*cache' in written and '*ngram6' in written
+  plain = _run('sample', *args, '--rng_seed=1', '--cache_size=0',
+               '--ngram_order=0', cache=cache).stdout
+  assert plain != one
+
+
+def test_sample_needs_the_corpus_for_its_ngram(trained, tmp_path):
+  _, workdir, _, cache = trained
+  proc = _run('sample', f'--workdir={workdir}', '--length=5',
+              f'--corpus={tmp_path}/moved.txt', check=False, cache=cache)
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert '--ngram_order=0' in proc.stderr
 
 
 def test_sample_many_in_one_call(trained):

@@ -94,7 +94,9 @@ def test_two_processes_with_gloo_match_one(single, tmp_path):
       text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr
   assert 'bpc_mixture' in json.loads(proc.stdout.strip().splitlines()[-1])
-  assert (workdir / 'inference.json').exists()
+  assert os.path.isdir(workdir / 'checkpoints' / str(
+      json.loads(proc.stdout.strip().splitlines()[-1])['settings']['step'])
+                       / 'inference')
 
 
 def test_mesh_errors(tmp_path):

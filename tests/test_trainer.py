@@ -189,7 +189,14 @@ def test_inference_tuning_and_evaluation(finished_run):
   from jaylyrics_jax import inference  # pylint: disable=g-import-not-at-top
   tuned, scores = inference.tune_run(config.workdir, corpus_path,
                                      ngram_order=3)
-  assert inference.read_inference_config(config.workdir) == tuned
+  # Stored in the tuned (best) checkpoint step, and only there.
+  best = jl.load_model(config.workdir)
+  assert inference.read_inference_config(best) == tuned
+  assert tuned.step == best.step
+  others = [s for s in checkpointing.saved_steps(config.workdir)
+            if s != best.step]
+  assert others and inference.read_inference_config(
+      jl.load_model(config.workdir, step=others[0])) is None
   for weights in (tuned.cache_weights, tuned.ngram_weights,
                   tuned.full_weights):
     assert abs(sum(weights) - 1) < 1e-9 and min(weights) >= 0

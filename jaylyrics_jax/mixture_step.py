@@ -1,0 +1,288 @@
+"""The default inference on the device, one character at a time.
+
+`make_mixture_step` turns a `CharLM` and a tuned `inference.MixtureSpec` into
+a step function `(carry, token) -> (log-probabilities <float32>[V], carry)`
+that `sampling.generate` runs inside its `lax.scan`. The next character's
+distribution is the weighted sum of
+
+  model        softmax of the model's logits;
+  cache        the neural cache: a ring buffer of the last `cache_size`
+               L2-normalised top hidden states and the character that followed
+               each, p(w) = sum over entries with next char w of
+               softmax(theta * <h_t, h_i>);
+  ngram        the interpolated Kneser-Ney n-gram (`ngram.KneserNey`): its
+               tables as sorted int32 keys searched with `jnp.searchsorted`,
+               and the ids of the n-grams ending at the last character in the
+               carry;
+  ngram_cache  the Witten-Bell n-gram of the text read so far: the history,
+               and for every past position how many characters of the context
+               before it equal the end of the history (capped at order - 1),
+               so the counts of every order are one masked scatter each.
+
+Each component gives, to float32 rounding, the probability its numpy scorer
+in `inference` gives (tested by teacher-forcing a text through the step).
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaylyrics_jax import ngram
+from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.inference import default_mixture
+from jaylyrics_jax.inference import InferenceConfig
+from jaylyrics_jax.inference import kneser_ney
+from jaylyrics_jax.inference import MixtureSpec
+from jaylyrics_jax.model import CharLM
+from jaylyrics_jax.model import Carries
+from jaylyrics_jax.model import zero_carries
+
+_NO_KEY = np.iinfo(np.int32).max  # Pads every key table: larger than any key.
+EMPTY = -(2 ** 30)  # Stamp of an empty cache slot.
+
+
+@flax.struct.dataclass
+class KneserNeyTables:
+  """One `ngram.KneserNeyOrder` per order, unigrams first, as device arrays.
+
+  keys, alpha: <int32>[G + 1], <float32>[G + 1] (padded with one entry no
+  query matches); gamma <float32>[C]; starts <int32>[C + 1]; widths: the most
+  n-grams any context of that order has (static).
+  """
+  keys: tuple[jax.Array, ...]
+  alpha: tuple[jax.Array, ...]
+  gamma: tuple[jax.Array, ...]
+  starts: tuple[jax.Array, ...]
+  widths: tuple[int, ...] = flax.struct.field(pytree_node=False)
+  vocab_size: int = flax.struct.field(pytree_node=False)
+
+
+def kneser_ney_tables(kn: ngram.KneserNey) -> KneserNeyTables:
+  """Copies a fitted `KneserNey` model's tables to the device."""
+  keys, alpha, gamma, starts, widths = [], [], [], [], []
+  for level in kn.orders:
+    if len(level.keys) and level.keys[-1] >= _NO_KEY:
+      raise JaylyricsError(
+          f'The {kn.order}-gram model has too many n-grams to number in 32 '
+          'bits on the device. Use a lower --ngram_order.')
+    keys.append(jnp.asarray(np.append(level.keys, _NO_KEY), jnp.int32))
+    alpha.append(jnp.asarray(np.append(level.alpha, 0.0), jnp.float32))
+    gamma.append(jnp.asarray(level.gamma, jnp.float32))
+    starts.append(jnp.asarray(level.starts, jnp.int32))
+    widths.append(max(1, int(np.max(np.diff(level.starts), initial=0))))
+  return KneserNeyTables(tuple(keys), tuple(alpha), tuple(gamma),
+                         tuple(starts), tuple(widths), kn.vocab_size)
+
+
+@flax.struct.dataclass
+class MixtureCarry:
+  """Everything the step keeps between characters (batch size 1).
+
+  model: the CharLM's carries. query: <float32>[H] the last step's normalised
+  hidden state, whose next character is the token the next step reads.
+  cache_keys <float32>[W, H], cache_next <int32>[W], cache_stamp <int32>[W]
+  (the position each entry's hidden state was read at, EMPTY if none): the
+  neural cache's ring buffer. gram_ids <int32>[K-1]: ids of the
+  1..K-1-grams ending at the last token read (-1: unseen). history <int32>[L]
+  and match <int32>[L]: the n-gram cache. read <int32>[]: tokens read.
+  """
+  model: Carries
+  query: jax.Array
+  has_query: jax.Array
+  cache_keys: jax.Array
+  cache_next: jax.Array
+  cache_stamp: jax.Array
+  gram_ids: jax.Array
+  history: jax.Array
+  match: jax.Array
+  read: jax.Array
+
+
+def initial_carry(model_config, spec: MixtureSpec,
+                  history_length: int) -> MixtureCarry:
+  """The carry before any character is read.
+
+  history_length: how many tokens the step will read in all (the n-gram
+  cache's capacity; reading more raises nothing but forgets nothing either:
+  tokens past it are not counted).
+  """
+  hidden = model_config.rnn_size
+  window = spec.cache_size if spec.weights[1] > 0 else 0
+  capacity = history_length if spec.weights[3] > 0 else 0
+  return MixtureCarry(
+      model=zero_carries(model_config, 1),
+      query=jnp.zeros((hidden,), jnp.float32),
+      has_query=jnp.zeros((), bool),
+      cache_keys=jnp.zeros((window, hidden), jnp.float32),
+      cache_next=jnp.zeros((window,), jnp.int32),
+      cache_stamp=jnp.full((window,), EMPTY, jnp.int32),
+      gram_ids=jnp.full((max(spec.ngram_order - 1, 0),), -1, jnp.int32),
+      history=jnp.zeros((capacity,), jnp.int32),
+      match=jnp.zeros((capacity,), jnp.int32),
+      read=jnp.zeros((), jnp.int32))
+
+
+def _lookup(keys: jax.Array, queries: jax.Array) -> jax.Array:
+  """Index of each query in sorted `keys`, -1 where absent (or query < 0)."""
+  idx = jnp.minimum(jnp.searchsorted(keys, queries), keys.shape[0] - 1)
+  return jnp.where((queries >= 0) & (keys[idx] == queries), idx, -1)
+
+
+def kneser_ney_step(tables: KneserNeyTables, gram_ids: jax.Array,
+                    token: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Reads `token`; returns (distribution <float32>[V], new gram_ids)."""
+  v = tables.vocab_size
+  order = len(tables.keys)
+  # The j-gram ending at `token` is the (j-1)-gram before it, extended.
+  prefixes = jnp.concatenate([jnp.zeros((1,), jnp.int32), gram_ids[:-1]])
+  new_ids = [_lookup(tables.keys[j], jnp.where(prefixes[j] >= 0,
+                                               prefixes[j] * v + token, -1))
+             for j in range(order - 1)]
+  contexts = [jnp.zeros((), jnp.int32)] + new_ids
+  p = jnp.full((v,), 1.0 / v, jnp.float32)
+  for k in range(order):
+    ctx = contexts[k]
+    seen = ctx >= 0
+    ctx = jnp.maximum(ctx, 0)
+    lo, hi = tables.starts[k][ctx], tables.starts[k][ctx + 1]
+    idx = lo + jnp.arange(tables.widths[k])
+    valid = idx < hi
+    idx = jnp.minimum(idx, tables.keys[k].shape[0] - 1)
+    column = jnp.where(valid, tables.keys[k][idx] % v, v)
+    alpha = jnp.zeros((v,), jnp.float32).at[column].add(
+        jnp.where(valid, tables.alpha[k][idx], 0.0), mode='drop')
+    p = jnp.where(seen, tables.gamma[k][ctx] * p + alpha, p)
+  return p, jnp.stack(new_ids) if new_ids else gram_ids
+
+
+def ngram_cache_step(history: jax.Array, match: jax.Array, t: jax.Array,
+                     token: jax.Array, vocab_size: int, order: int,
+                     min_distance: int = 1):
+  """Reads `token`, the t-th of the stream, into the Witten-Bell cache.
+
+  match[j] is how many characters before position j equal the end of the
+  history (at most order - 1), so the k-gram counts of the current context
+  are the tokens at the positions with match >= k - 1. Only positions at
+  least `min_distance` after the current one's predecessor count (1: all).
+  Returns (p <float32>[V], history, match).
+  """
+  positions = jnp.arange(history.shape[0])
+  previous = jnp.roll(history, 1)  # previous[j] = history[j - 1]
+  extends = (positions >= 1) & (positions <= t) & (previous == token)
+  match = jnp.where(extends, jnp.minimum(jnp.roll(match, 1) + 1, order - 1), 0)
+  history = history.at[t].set(token, mode='drop')
+  usable = positions <= t + 1 - min_distance
+  p = jnp.full((vocab_size,), 1.0 / vocab_size, jnp.float32)
+  for k in range(1, order + 1):
+    counted = usable & (match >= k - 1)
+    counts = jnp.zeros((vocab_size,), jnp.float32).at[
+        jnp.where(counted, history, vocab_size)].add(1.0, mode='drop')
+    total = jnp.sum(counted)
+    types = jnp.sum(counts > 0)
+    p = jnp.where(total > 0, (types * p + counts) / (total + types), p)
+  return p, history, match
+
+
+def neural_cache_step(carry: MixtureCarry, hidden: jax.Array,
+                      token: jax.Array, model_probs: jax.Array, theta: float,
+                      min_distance: int = 1):
+  """Files the last query under `token`, then queries with `hidden`.
+
+  The entry of position i (read at step i, followed by token i + 1) lives in
+  slot i mod W; the query at position t uses the entries with
+  t - W <= i <= t - min_distance. Returns (p <float32>[V], carry); p is the
+  model's while no entry is usable.
+  """
+  window = carry.cache_keys.shape[0]
+  t = carry.read
+  slot = (t - 1) % window
+  push = carry.has_query
+  keys = jnp.where(push, carry.cache_keys.at[slot].set(carry.query),
+                   carry.cache_keys)
+  nexts = jnp.where(push, carry.cache_next.at[slot].set(token),
+                    carry.cache_next)
+  stamps = jnp.where(push, carry.cache_stamp.at[slot].set(t - 1),
+                     carry.cache_stamp)
+  usable = (stamps != EMPTY) & (stamps <= t - min_distance)
+  query = hidden / jnp.maximum(jnp.linalg.norm(hidden), 1e-12)
+  scores = jnp.where(usable, theta * (keys @ query), -jnp.inf)
+  weights = jnp.where(usable, jax.nn.softmax(scores), 0.0)
+  p = jnp.zeros_like(model_probs).at[nexts].add(weights)
+  p = jnp.where(jnp.any(usable), p, model_probs)
+  carry = carry.replace(cache_keys=keys, cache_next=nexts, cache_stamp=stamps,
+                        query=query, has_query=jnp.ones((), bool))
+  return p, carry
+
+
+def make_mixture_step(model_config, spec: MixtureSpec, min_distance: int = 1
+                      ) -> Callable[..., tuple[jax.Array, MixtureCarry]]:
+  """Returns step(params, tables, carry, token) -> (log p <float32>[V], carry).
+
+  tables: the `KneserNeyTables` when spec.ngram_order > 0, else None.
+  min_distance: the caches use only positions at least this far back (1:
+    all, as `inference` scores them); generation uses more, or the caches
+    feed on what was just written and loop (前前前...).
+  """
+  if min_distance < 1:
+    raise JaylyricsError(f'min_distance must be >= 1, got {min_distance}.')
+  model = CharLM(model_config)
+  w_model, w_cache, w_ngram, w_ngram_cache = spec.weights
+  if w_ngram > 0 and not spec.ngram_order:
+    raise JaylyricsError('The mixture weighs an n-gram of order 0.')
+
+  def step(params, tables, carry: MixtureCarry, token: jax.Array):
+    token = jnp.asarray(token, jnp.int32)
+    logits, model_carry, hidden = model.apply(
+        {'params': params}, token[None, None], carry.model, return_hidden=True)
+    model_probs = jax.nn.softmax(logits[0, 0])
+    carry = carry.replace(model=model_carry)
+    p = w_model * model_probs
+    if w_cache > 0:
+      cache, carry = neural_cache_step(carry, hidden[0, 0], token,
+                                       model_probs, spec.theta, min_distance)
+      p = p + w_cache * cache
+    if spec.ngram_order:
+      kn, gram_ids = kneser_ney_step(tables, carry.gram_ids, token)
+      carry = carry.replace(gram_ids=gram_ids)
+      p = p + w_ngram * kn
+    if w_ngram_cache > 0:
+      wb, history, match = ngram_cache_step(
+          carry.history, carry.match, carry.read, token,
+          model_config.vocab_size, spec.ngram_cache_order, min_distance)
+      carry = carry.replace(history=history, match=match)
+      p = p + w_ngram_cache * wb
+    carry = carry.replace(read=carry.read + 1)
+    return jnp.log(jnp.maximum(p, 1e-30)), carry
+
+  return step
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceMixture:
+  """A `MixtureSpec` with the device tables it needs (None without n-grams)."""
+  spec: MixtureSpec
+  tables: Any = None
+
+
+def for_settings(config: InferenceConfig, vocab_size: int,
+                 train_ids: np.ndarray | None) -> DeviceMixture:
+  """The default inference of tuned `config` (n-grams only with train_ids)."""
+  spec = default_mixture(config, train_ids is not None)
+  kn = (kneser_ney(train_ids, vocab_size, spec.ngram_order)
+        if spec.ngram_order else None)
+  return device_mixture(spec, kn)
+
+
+def device_mixture(spec: MixtureSpec,
+                   kn: ngram.KneserNey | None = None) -> DeviceMixture:
+  if spec.ngram_order and kn is None:
+    raise JaylyricsError('The mixture has an n-gram: pass its KneserNey model.')
+  if kn is not None and spec.ngram_order and kn.order != spec.ngram_order:
+    raise JaylyricsError(f'The mixture wants a {spec.ngram_order}-gram, got '
+                         f'a {kn.order}-gram model.')
+  return DeviceMixture(spec, kneser_ney_tables(kn) if spec.ngram_order
+                       else None)
