@@ -23,6 +23,8 @@ from experiments import common
 import jaylyrics_jax as jl
 from jaylyrics_jax import batching
 from jaylyrics_jax import evaluation
+from jaylyrics_jax import inference
+from jaylyrics_jax import mixture_step
 from jaylyrics_jax import sampling
 
 SHARED_CORPUS = os.path.join('..', 'shared', 'data', 'jaychou', 'origin.txt')
@@ -189,15 +191,26 @@ def time_torch(ids, vocab_size, shape, repeats, seconds) -> dict | None:
           'threads': torch.get_num_threads()}
 
 
-def time_sampling(vocab_size, repeats) -> dict:
+# A typical tuned default inference (weights as best.flags' tuning found).
+MIXTURE = inference.MixtureSpec(weights=(0.5, 0.1, 0.2, 0.2), cache_size=300,
+                                theta=10.0, ngram_order=6,
+                                ngram_cache_order=7)
+
+
+def time_sampling(ids, vocab_size, repeats) -> dict:
   config = jl.ModelConfig(vocab_size=vocab_size)
   params = jl.init_params(config, jax.random.key(0))
   seed = np.array([1, 2], np.int32)
+  kn = inference.kneser_ney(ids[:int(0.9 * len(ids))], vocab_size,
+                            MIXTURE.ngram_order)
+  mixture = mixture_step.device_mixture(MIXTURE, kn)
   out = {}
-  for name, n in (('sample_200_ms', 1), ('sample_64x200_ms', 64)):
-    run = lambda k, n=n: sampling.sample_tokens(
+  for name, n, mix in (('sample_200_ms', 1, None),
+                       ('sample_64x200_ms', 64, None),
+                       ('sample_200_mixture_ms', 1, mixture)):
+    run = lambda k, n=n, mix=mix: sampling.sample_tokens(
         params, config, seed, jax.random.key(k), 200, jl.SamplingConfig(),
-        num_samples=n)
+        num_samples=n, mixture=mix)
     run(0)  # Compile.
     times = []
     for k in range(max(repeats, 5)):
@@ -298,9 +311,11 @@ def main(argv):
         line += (f"; torch.nn.LSTM {torch_result['chars_per_s']:,.0f} chars/s"
                  f' (JAX/torch {ratio:.2f}x)')
     print(line, flush=True)
-  figures.update(time_sampling(vocab_size, REPEATS.value))
+  figures.update(time_sampling(ids, vocab_size, REPEATS.value))
   print(f"sample 200 chars: {figures['sample_200_ms']:.1f} ms; 64 x 200 in "
-        f"one call: {figures['sample_64x200_ms']:.1f} ms", flush=True)
+        f"one call: {figures['sample_64x200_ms']:.1f} ms; 200 chars from the "
+        f"model mixed with its caches and a 6-gram: "
+        f"{figures['sample_200_mixture_ms']:.1f} ms", flush=True)
   figures['eval_chars_per_s'] = time_evaluation(ids, vocab_size,
                                                 REPEATS.value)
   print(f"evaluate: {figures['eval_chars_per_s']:,.0f} chars/s", flush=True)
