@@ -178,3 +178,27 @@ def test_copy_rate():
   assert copy_rate('春天来了冬', train) == 0.5  # 天来了冬 does not.
   assert copy_rate('冬冬冬冬冬', train) == 0.0
   assert np.isnan(copy_rate('春天', train))
+
+
+@pytest.mark.parametrize('vocab_size', [1, 2, 7, 50, 2311])
+def test_two_level_draw_is_exact_at_every_vocabulary_size(vocab_size):
+  """Every block shape: the frequencies match, and masked entries (the
+  padding of the last block, -inf logits) are never drawn."""
+  from jaylyrics_jax.sampling import draw  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(vocab_size)
+  logits = rng.normal(size=vocab_size) * 2
+  logits[rng.uniform(size=vocab_size) < 0.3] = -np.inf
+  logits[-1] = 1.0 if vocab_size < 50 else -np.inf  # A masked last entry too.
+  logits[0] = 0.5
+  probs = np.exp(logits - logits.max())
+  probs /= probs.sum()
+  n = 40_000
+  keys = jax.random.split(jax.random.key(vocab_size), n)
+  tokens = np.asarray(jax.jit(jax.vmap(lambda k: draw(
+      k, jnp.asarray(logits, jnp.float32))))(keys))
+  freq = np.bincount(tokens, minlength=vocab_size) / n
+  assert (freq[probs == 0] == 0).all()
+  # Within 5 standard errors everywhere (plus 3 draws, for the characters
+  # so rare that the normal approximation does not hold).
+  np.testing.assert_array_less(np.abs(freq - probs),
+                               5 * np.sqrt(probs * (1 - probs) / n) + 3 / n)
