@@ -5,8 +5,8 @@ Each checkpoint step holds two items: `state` (a pytree of arrays, saved with
 SHA-256 of every array in `state`). Settings found after training (the tuned
 inference mixture) are added to a finished step as further JSON items with
 `save_json_item`, so they travel and are deleted with the step they were
-found for. orbax writes a step to a temporary
-directory and renames it when complete, so a killed save is never listed; the
+found for. orbax writes a step to a temporary directory and renames it when
+complete, so a killed save is never listed; the
 digest catches a step whose files were damaged afterwards, and `restore`
 then falls back to the previous good step, saying so.
 """
@@ -14,15 +14,31 @@ then falls back to the previous good step, saying so.
 import hashlib
 import os
 import shutil
-from typing import Any, Callable
+from typing import Any, Callable, TYPE_CHECKING
 
 from absl import logging
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from jaylyrics_jax import parallel
 from jaylyrics_jax.errors import JaylyricsError
+
+if TYPE_CHECKING:
+  import orbax.checkpoint as ocp  # pylint: disable=g-bad-import-order
+
+
+def _ocp():
+  """orbax, imported on first use: it takes ~0.4 s, and a run needs it only
+  at its first save (or to resume), not before its first step."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  return ocp
+
+
+def __getattr__(name):  # `checkpointing.ocp` for callers and tests.
+  if name == 'ocp':
+    return _ocp()
+  raise AttributeError(name)
+
 
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = 'checkpoints'
@@ -43,7 +59,7 @@ def tree_digest(tree: Any) -> str:
 
 
 def open_manager(workdir: str, keep: int = 5,
-                 for_writing: bool = True) -> ocp.CheckpointManager:
+                 for_writing: bool = True) -> 'ocp.CheckpointManager':
   """A manager keeping the `keep` newest steps and the best by valid loss.
 
   The preservation policy keeps the newest steps whatever their metric, so a
@@ -51,6 +67,7 @@ def open_manager(workdir: str, keep: int = 5,
   reading creates nothing and removes nothing (a killed save's temporary
   folder is left for the next writer, which removes it).
   """
+  ocp = _ocp()
   policies = ocp.checkpoint_managers
   metric = lambda m: m['valid_loss']
   options = ocp.CheckpointManagerOptions(
@@ -73,14 +90,15 @@ def saved_steps(workdir: str) -> list[int]:
     manager.close()
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any,
+def save(manager: 'ocp.CheckpointManager', step: int, state: Any,
          meta: dict[str, Any], valid_loss: float) -> None:
   """Saves one step and waits until it is durable on disk."""
   meta = dict(meta, format_version=FORMAT_VERSION,
               state_sha256=tree_digest(state))
   try:
-    manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+    args = _ocp().args
+    manager.save(step, args=args.Composite(
+        state=args.StandardSave(state), meta=args.JsonSave(meta)),
                  metrics={'valid_loss': float(valid_loss)}, force=True)
     manager.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except
@@ -104,23 +122,25 @@ def save_json_item(workdir: str, step: int, name: str,
   if not os.path.isdir(os.path.dirname(path)):
     raise JaylyricsError(f'Checkpoint step {step} is not in '
                          f'{checkpoint_dir(workdir)!r}.')
+  ocp = _ocp()
   with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
     checkpointer.save(path, args=ocp.args.JsonSave(data), force=True)
 
 
-def read_json_item(manager: ocp.CheckpointManager, step: int,
+def read_json_item(manager: 'ocp.CheckpointManager', step: int,
                    name: str) -> dict[str, Any] | None:
   """The JSON item `name` of a step, or None when the step has none."""
   path = os.path.join(str(manager.directory), str(step), name)
   if not os.path.isdir(path):
     return None
   return manager.restore(
-      step, args=ocp.args.Composite(**{name: ocp.args.JsonRestore()}))[name]
+      step, args=_ocp().args.Composite(**{name: _ocp().args.JsonRestore()})
+  )[name]
 
 
-def read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+def read_meta(manager: 'ocp.CheckpointManager', step: int) -> dict[str, Any]:
   return manager.restore(
-      step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+      step, args=_ocp().args.Composite(meta=_ocp().args.JsonRestore())).meta
 
 
 def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
@@ -176,8 +196,8 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
       try:
         meta = read_meta(manager, s)
         abstract = abstract_state_fn(meta)
-        restored = manager.restore(s, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract)))
+        restored = manager.restore(s, args=_ocp().args.Composite(
+            state=_ocp().args.StandardRestore(abstract)))
         state = restored.state
         if tree_digest(state) != meta.get('state_sha256'):
           raise ValueError('its arrays do not match the digest saved with it')

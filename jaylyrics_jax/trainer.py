@@ -207,7 +207,7 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
       keep_records(log_path, lambda r: False)
   del init_key
 
-  manager = checkpointing.open_manager(workdir, keep=config.keep_checkpoints)
+  manager = None  # Opened at the first save: orbax is not needed before.
   history = []
 
   def valid_loss_of(params) -> float:
@@ -237,6 +237,10 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
         'valid_loss': None if math.isnan(valid_loss) else valid_loss,
     }
     metric = valid_loss if not math.isnan(valid_loss) else math.inf
+    nonlocal manager
+    if manager is None:
+      manager = checkpointing.open_manager(workdir,
+                                           keep=config.keep_checkpoints)
     checkpointing.save(manager, host_step,
                        checkpoint_tree(state, dropout_key), meta, metric)
 
@@ -322,8 +326,9 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
         stopped = 'early_stopped'
         break
   finally:
-    manager.wait_until_finished()
-    manager.close()
+    if manager is not None:
+      manager.wait_until_finished()
+      manager.close()
   return TrainResult(workdir=workdir, step=host_step, epochs=loop.epoch,
                      best_valid_loss=loop.best_valid_loss, stopped=stopped,
                      history=history)
