@@ -296,7 +296,10 @@ def main(argv):
     figures[f'{name}_first_step_compile_s'] = result['first_step_compile_s']
     line = (f"train {name} (B={shape['batch_size']} T={shape['seq_length']} "
             f"{shape['model']}): {result['chars_per_s']:,.0f} chars/s")
-    if VS_TORCH.value:
+    if VS_TORCH.value and shape['model'].get('attn_length'):
+      # torch.nn.LSTM has no attention/copy: no like-for-like comparison.
+      line += '; no torch equivalent (attention/copy model)'
+    elif VS_TORCH.value:
       torch_result = time_torch(ids, vocab_size, shape, REPEATS.value,
                                 SECONDS.value)
       if torch_result is None:
