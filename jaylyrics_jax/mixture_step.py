@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaylyrics_jax import ngram
+from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.inference import default_mixture
 from jaylyrics_jax.inference import InferenceConfig
@@ -102,13 +103,12 @@ class MixtureCarry:
   read: jax.Array
 
 
-def initial_carry(model_config, spec: MixtureSpec,
+def initial_carry(model_config: ModelConfig, spec: MixtureSpec,
                   history_length: int) -> MixtureCarry:
   """The carry before any character is read.
 
-  history_length: how many tokens the step will read in all (the n-gram
-  cache's capacity; reading more raises nothing but forgets nothing either:
-  tokens past it are not counted).
+  history_length: how many tokens the step will read in all: the n-gram
+  cache's capacity (tokens read beyond it are not counted by that cache).
   """
   hidden = model_config.rnn_size
   window = spec.cache_size if spec.weights[1] > 0 else 0
@@ -218,7 +218,8 @@ def neural_cache_step(carry: MixtureCarry, hidden: jax.Array,
   return p, carry
 
 
-def make_mixture_step(model_config, spec: MixtureSpec, min_distance: int = 1
+def make_mixture_step(model_config: ModelConfig, spec: MixtureSpec,
+                      min_distance: int = 1
                       ) -> Callable[..., tuple[jax.Array, MixtureCarry]]:
   """Returns step(params, tables, carry, token) -> (log p <float32>[V], carry).
 
