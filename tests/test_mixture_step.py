@@ -176,3 +176,11 @@ def test_mixture_errors():
     mixture_step.device_mixture(spec, kn)
   with pytest.raises(JaylyricsError, match='min_distance'):
     mixture_step.make_mixture_step(CONFIG, spec, 0)
+
+
+def test_tables_too_large_for_int32_are_refused():
+  rng = np.random.default_rng(0)
+  ids = rng.integers(2**20 - 3000, 2**20, 5000)  # n-gram keys past 2**31.
+  kn = ngram.fit_kneser_ney(ids, 2**20, order=2)
+  with pytest.raises(JaylyricsError, match='lower --ngram_order'):
+    mixture_step.kneser_ney_tables(kn)
