@@ -83,7 +83,7 @@ def filter_logits(logits: jax.Array, config: SamplingConfig) -> jax.Array:
 
 
 def _last_positive(weights: jax.Array) -> jax.Array:
-  """Index of the last entry > 0 of a 1-D array (0 if none is)."""
+  """Index of the last entry > 0 of a 1-D array (the last index if none is)."""
   return weights.shape[0] - 1 - jnp.argmax(weights[::-1] > 0)
 
 
@@ -102,12 +102,13 @@ def draw(key: jax.Array, logits: jax.Array) -> jax.Array:
   rows = -(-v // cols)
   weights = jnp.exp(logits - jnp.max(logits))
   blocks = jnp.pad(weights, (0, rows * cols - v)).reshape(rows, cols)
-  block_cdf = jnp.cumsum(jnp.sum(blocks, axis=1))
+  block_mass = jnp.sum(blocks, axis=1)
+  block_cdf = jnp.cumsum(block_mass)
   u = jax.random.uniform(key, dtype=block_cdf.dtype) * block_cdf[-1]
   # The first block whose CDF passes u has positive mass; rounding can only
   # push the search past the end, so clip to the last block with mass.
   row = jnp.minimum(jnp.searchsorted(block_cdf, u, side='right'),
-                    _last_positive(block_cdf - jnp.pad(block_cdf[:-1], (1, 0))))
+                    _last_positive(block_mass))
   block = blocks[row]
   rest = u - jnp.where(row > 0, block_cdf[jnp.maximum(row - 1, 0)], 0.0)
   col = jnp.minimum(jnp.searchsorted(jnp.cumsum(block), rest, side='right'),
