@@ -93,7 +93,9 @@ def main(argv):
                          length=LENGTH.value, config=config,
                          num_samples=NUM_SAMPLES.value,
                          unknown=UNKNOWN_CHARS.value, mixture=mixture)
-  train_text = _training_text(model)
+  # The n-grams' training ids decode to the training text: no second read.
+  train_text = (model.vocab.decode(train_ids) if train_ids is not None
+                else _training_text(model))
   rates = []
   if train_text is not None:
     # Only the generated part: the seed is the user's.
