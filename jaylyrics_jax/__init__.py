@@ -27,9 +27,14 @@ from jaylyrics_jax.model import CharLM
 from jaylyrics_jax.model import init_params
 from jaylyrics_jax.model import zero_carries
 from jaylyrics_jax.plotting import plot_losses
+from jaylyrics_jax.config import SamplingConfig
+from jaylyrics_jax.decoding import build_decoder
+from jaylyrics_jax.lyrics import sample_candidates
+from jaylyrics_jax.lyrics import sample_text
+from jaylyrics_jax.realism import make_judge
+from jaylyrics_jax.realism import reference_pieces
+from jaylyrics_jax.realism import report as realism_report
 from jaylyrics_jax.sampling import generate
-from jaylyrics_jax.sampling import sample_text
-from jaylyrics_jax.sampling import SamplingConfig
 from jaylyrics_jax.saved_model import load_model
 from jaylyrics_jax.saved_model import LoadedModel
 from jaylyrics_jax.trainer import train
@@ -64,7 +69,12 @@ __all__ = [
     'init_params',
     'zero_carries',
     'plot_losses',
+    'build_decoder',
     'generate',
+    'make_judge',
+    'realism_report',
+    'reference_pieces',
+    'sample_candidates',
     'sample_text',
     'SamplingConfig',
     'load_model',

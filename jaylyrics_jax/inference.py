@@ -25,6 +25,7 @@ import numpy as np
 
 from jaylyrics_jax import checkpointing
 from jaylyrics_jax import mixture
+from jaylyrics_jax import mixture_step
 from jaylyrics_jax import ngram
 from jaylyrics_jax.corpus import load_clean_text
 from jaylyrics_jax.corpus import sha256_of
@@ -32,6 +33,10 @@ from jaylyrics_jax.corpus import split_train_valid
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.evaluation import stream_arrays
 from jaylyrics_jax.evaluation import stream_outputs
+from jaylyrics_jax.mixture_step import default_mixture
+from jaylyrics_jax.mixture_step import DeviceMixture
+from jaylyrics_jax.mixture_step import InferenceConfig
+from jaylyrics_jax.mixture_step import MixtureSpec
 from jaylyrics_jax.saved_model import INFERENCE_ITEM
 from jaylyrics_jax.saved_model import LoadedModel
 
@@ -39,36 +44,6 @@ COMPONENTS = ('model', 'cache', 'ngram', 'ngram_cache')
 CACHE_WINDOWS = (300, 500, 1000, 2000)
 CACHE_THETAS = (3.0, 10.0, 30.0, 100.0)
 NGRAM_CACHE_ORDERS = (5, 6, 7)
-
-
-@dataclasses.dataclass(frozen=True)
-class InferenceConfig:
-  """Tuned settings; a weight list names its components in order.
-
-  The model+cache pair and the full mixture are tuned separately, so each
-  has its own cache window and sharpness (the full mixture prefers a shorter,
-  sharper cache: the n-gram cache already covers long repeats).
-  """
-  cache_size: int = 0
-  theta: float = 10.0
-  mix_cache_size: int = 0
-  mix_theta: float = 10.0
-  ngram_order: int = 0
-  ngram_cache_order: int = 5
-  cache_weights: tuple[float, ...] = (1.0, 0.0)     # model, cache
-  ngram_weights: tuple[float, ...] = (1.0, 0.0)     # ngram, ngram_cache
-  full_weights: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # all four
-  step: int = -1  # The checkpoint step they were tuned for.
-
-  def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> 'InferenceConfig':
-    d = dict(d)
-    for key in ('cache_weights', 'ngram_weights', 'full_weights'):
-      d[key] = tuple(d[key])
-    return cls(**d)
 
 
 def read_inference_config(model: LoadedModel) -> InferenceConfig | None:
@@ -81,49 +56,6 @@ def write_inference_config(workdir: str, step: int,
                            config: InferenceConfig) -> None:
   """Stores `config` in checkpoint `step` of `workdir` (replacing any)."""
   checkpointing.save_json_item(workdir, step, INFERENCE_ITEM, config.to_dict())
-
-
-@dataclasses.dataclass(frozen=True)
-class MixtureSpec:
-  """The default inference: which components, with which settings.
-
-  weights: one per component, in the order model, cache, ngram, ngram_cache;
-    0.0 for a component that is off. They sum to 1.
-  cache_size, theta: the neural cache's window and sharpness (cache on).
-  ngram_order, ngram_cache_order: the Kneser-Ney and n-gram cache orders
-    (0 when the n-grams are off).
-  """
-  weights: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
-  cache_size: int = 0
-  theta: float = 10.0
-  ngram_order: int = 0
-  ngram_cache_order: int = 0
-
-
-def default_mixture(config: InferenceConfig, use_ngram: bool) -> MixtureSpec:
-  """The mixture `config` tuned: all four components with n-grams, the
-  model+cache pair without them, the model alone when nothing is on."""
-  if use_ngram and config.ngram_order > 0:
-    weights = list(config.full_weights)
-    cache_size, theta = config.mix_cache_size, config.mix_theta
-    if config.cache_size <= 0:
-      weights[1] = 0.0
-    ngram_order, ngram_cache_order = (config.ngram_order,
-                                      config.ngram_cache_order)
-  elif config.cache_size > 0:
-    weights = list(config.cache_weights) + [0.0, 0.0]
-    cache_size, theta = config.cache_size, config.theta
-    ngram_order = ngram_cache_order = 0
-  else:
-    return MixtureSpec()
-  if not weights[1] > 0:
-    cache_size = 0
-  total = sum(weights)
-  if not total > 0:
-    return MixtureSpec()
-  return MixtureSpec(tuple(float(w) / total for w in weights),
-                     cache_size or 0, float(theta), ngram_order,
-                     ngram_cache_order)
 
 
 def run_corpus_split(model: LoadedModel,
@@ -331,3 +263,13 @@ def tune_run(workdir: str, corpus_path: str | None = None,
   config = tune_inference(model, valid, train_ids, ngram_order)
   write_inference_config(workdir, model.step, config)
   return config, evaluate_components(model, valid, train_ids, config)
+
+
+def device_mixture_for(config: InferenceConfig, vocab_size: int,
+                       train_ids: np.ndarray | None) -> DeviceMixture:
+  """The default inference of tuned `config` on the device, for sampling
+  (n-grams only with train_ids)."""
+  spec = default_mixture(config, train_ids is not None)
+  kn = (kneser_ney(train_ids, vocab_size, spec.ngram_order)
+        if spec.ngram_order else None)
+  return mixture_step.device_mixture(spec, kn)

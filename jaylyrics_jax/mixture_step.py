@@ -1,6 +1,6 @@
 """The default inference on the device, one character at a time.
 
-`make_mixture_step` turns a `CharLM` and a tuned `inference.MixtureSpec` into
+`make_mixture_step` turns a `CharLM` and a tuned `MixtureSpec` into
 a step function `(carry, token) -> (log-probabilities <float32>[V], carry)`
 that `sampling.generate` runs inside its `lax.scan`. The next character's
 distribution is the weighted sum of
@@ -34,16 +34,101 @@ import numpy as np
 from jaylyrics_jax import ngram
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.errors import JaylyricsError
-from jaylyrics_jax.inference import default_mixture
-from jaylyrics_jax.inference import InferenceConfig
-from jaylyrics_jax.inference import kneser_ney
-from jaylyrics_jax.inference import MixtureSpec
 from jaylyrics_jax.model import CharLM
 from jaylyrics_jax.model import Carries
 from jaylyrics_jax.model import zero_carries
 
 _NO_KEY = np.iinfo(np.int32).max  # Pads every key table: larger than any key.
 EMPTY = -(2 ** 30)  # Stamp of an empty cache slot.
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+  """Tuned settings; a weight list names its components in order.
+
+  The model+cache pair and the full mixture are tuned separately, so each
+  has its own cache window and sharpness (the full mixture prefers a shorter,
+  sharper cache: the n-gram cache already covers long repeats).
+  """
+  cache_size: int = 0
+  theta: float = 10.0
+  mix_cache_size: int = 0
+  mix_theta: float = 10.0
+  ngram_order: int = 0
+  ngram_cache_order: int = 5
+  cache_weights: tuple[float, ...] = (1.0, 0.0)     # model, cache
+  ngram_weights: tuple[float, ...] = (1.0, 0.0)     # ngram, ngram_cache
+  full_weights: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # all four
+  step: int = -1  # The checkpoint step they were tuned for.
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> 'InferenceConfig':
+    d = dict(d)
+    for key in ('cache_weights', 'ngram_weights', 'full_weights'):
+      d[key] = tuple(d[key])
+    return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class MixtureSpec:
+  """The default inference: which components, with which settings.
+
+  weights: one per component, in the order model, cache, ngram, ngram_cache;
+    0.0 for a component that is off. They sum to 1.
+  cache_size, theta: the neural cache's window and sharpness (cache on).
+  ngram_order, ngram_cache_order: the Kneser-Ney and n-gram cache orders
+    (0 when the n-grams are off).
+  """
+  weights: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
+  cache_size: int = 0
+  theta: float = 10.0
+  ngram_order: int = 0
+  ngram_cache_order: int = 0
+
+
+def default_mixture(config: InferenceConfig, use_ngram: bool) -> MixtureSpec:
+  """The mixture `config` tuned: all four components with n-grams, the
+  model+cache pair without them, the model alone when nothing is on."""
+  if use_ngram and config.ngram_order > 0:
+    weights = list(config.full_weights)
+    cache_size, theta = config.mix_cache_size, config.mix_theta
+    if config.cache_size <= 0:
+      weights[1] = 0.0
+    ngram_order, ngram_cache_order = (config.ngram_order,
+                                      config.ngram_cache_order)
+  elif config.cache_size > 0:
+    weights = list(config.cache_weights) + [0.0, 0.0]
+    cache_size, theta = config.cache_size, config.theta
+    ngram_order = ngram_cache_order = 0
+  else:
+    return MixtureSpec()
+  if not weights[1] > 0:
+    cache_size = 0
+  total = sum(weights)
+  if not total > 0:
+    return MixtureSpec()
+  return MixtureSpec(tuple(float(w) / total for w in weights),
+                     cache_size or 0, float(theta), ngram_order,
+                     ngram_cache_order)
+
+
+def for_generation(spec: MixtureSpec, mixture: str) -> MixtureSpec:
+  """The part of the default inference that generation draws from:
+  'tuned' all of it, 'ngram' the model and the Kneser-Ney n-gram in their
+  tuned proportion (the caches reward copying what was just written, which
+  scores well on real text and loops in generation: BUILD_NOTES.md), 'model'
+  the model alone."""
+  w_model, _, w_ngram, _ = spec.weights
+  if mixture == 'tuned':
+    return spec
+  if mixture == 'model' or not w_ngram > 0:
+    return MixtureSpec()
+  total = w_model + w_ngram
+  return MixtureSpec((w_model / total, 0.0, w_ngram / total, 0.0),
+                     ngram_order=spec.ngram_order)
 
 
 @flax.struct.dataclass
@@ -267,15 +352,6 @@ class DeviceMixture:
   """A `MixtureSpec` with the device tables it needs (None without n-grams)."""
   spec: MixtureSpec
   tables: Any = None
-
-
-def for_settings(config: InferenceConfig, vocab_size: int,
-                 train_ids: np.ndarray | None) -> DeviceMixture:
-  """The default inference of tuned `config` (n-grams only with train_ids)."""
-  spec = default_mixture(config, train_ids is not None)
-  kn = (kneser_ney(train_ids, vocab_size, spec.ngram_order)
-        if spec.ngram_order else None)
-  return device_mixture(spec, kn)
 
 
 def device_mixture(spec: MixtureSpec,

@@ -206,6 +206,47 @@ class KneserNey:
     return np.log(p)
 
 
+def _count(ids: np.ndarray, vocab_size: int, order: int):
+  """Sorted distinct k-grams of `ids` for k = 1..order, numbered as in the
+  module docstring.
+
+  Returns lists indexed by k (entry 0 unused): keys[k] sorted keys, raw[k]
+  their counts, gram[k][i] the id of the k-gram ending at position i (-1
+  for i < k - 1), first[k] where each k-gram first ends. Orders beyond the
+  stream's length are left out.
+  """
+  n = len(ids)
+  if n * vocab_size >= 2**62:
+    raise JaylyricsError('Too many n-grams to number in 64 bits.')
+  keys, raw, gram, first = [None], [None], [np.zeros(n, dtype=np.int64)], [None]
+  for k in range(1, order + 1):
+    if k == 1:
+      prefix = np.zeros(n, dtype=np.int64)  # The empty context, id 0.
+    else:  # The (k-1)-gram ending just before each k-gram's last character.
+      prefix = gram[k - 1][k - 2:n - 1]
+    uniq, first_pos, inverse, counts = np.unique(
+        prefix * vocab_size + ids[k - 1:], return_index=True,
+        return_inverse=True, return_counts=True)
+    g = np.full(n, -1, dtype=np.int64)
+    g[k - 1:] = inverse
+    keys.append(uniq)
+    raw.append(counts.astype(np.int64))
+    gram.append(g)
+    first.append(first_pos + k - 1)  # Position where each k-gram ends.
+    if k == n:
+      break
+  return keys, raw, gram, first
+
+
+def ngram_keys(ids: np.ndarray, vocab_size: int, order: int) -> list[np.ndarray]:
+  """<int64>[G_k] the sorted keys of the distinct k-grams of `ids`, for
+  k = 1..order (empty arrays for orders longer than the stream)."""
+  ids = _check_ids(ids, vocab_size, 'ids')
+  keys = _count(ids, vocab_size, order)[0][1:] if len(ids) else []
+  empty = np.zeros(0, dtype=np.int64)
+  return list(keys) + [empty] * (order - len(keys))
+
+
 def fit_kneser_ney(ids: np.ndarray, vocab_size: int,
                    order: int = 6) -> KneserNey:
   """Counts every 1..order-gram of a training stream.
@@ -225,27 +266,7 @@ def fit_kneser_ney(ids: np.ndarray, vocab_size: int,
   if len(ids) < 1:
     raise JaylyricsError('Cannot fit a Kneser-Ney model on an empty stream.')
   n = len(ids)
-  if n * vocab_size >= 2**62:
-    raise JaylyricsError('Too many n-grams to number in 64 bits.')
-  # keys[k], raw[k]: sorted distinct k-grams and their counts; gram[k][i]:
-  # id of the k-gram ending at position i (positions i >= k - 1).
-  keys, raw, gram, first = [None], [None], [np.zeros(n, dtype=np.int64)], [None]
-  for k in range(1, order + 1):
-    if k == 1:
-      prefix = np.zeros(n, dtype=np.int64)  # The empty context, id 0.
-    else:  # The (k-1)-gram ending just before each k-gram's last character.
-      prefix = gram[k - 1][k - 2:n - 1]
-    uniq, first_pos, inverse, counts = np.unique(
-        prefix * vocab_size + ids[k - 1:], return_index=True,
-        return_inverse=True, return_counts=True)
-    g = np.full(n, -1, dtype=np.int64)
-    g[k - 1:] = inverse
-    keys.append(uniq)
-    raw.append(counts.astype(np.int64))
-    gram.append(g)
-    first.append(first_pos + k - 1)  # Position where each k-gram ends.
-    if k == n:
-      break
+  keys, raw, gram, first = _count(ids, vocab_size, order)
   orders = []
   for k in range(1, order + 1):
     if k >= len(keys):  # The stream is shorter than k: no k-grams.

@@ -1,9 +1,12 @@
-"""Generating lyrics: prime on a seed, then one `lax.scan` on the device.
+"""The on-device sampler: prime on a seed, then one `lax.scan`.
 
-`generate` is a pure function of a step function, so it can be tested with
-stubbed logits; `sample_text` wires it to a trained `CharLM`, alone or mixed
-with its neural cache and n-grams (`mixture_step.DeviceMixture`: the default
-inference `experiments.sample` uses).
+`generate` / `decode` are pure functions of a step function and a
+`processors.Chain`, so they can be tested with stubbed logits;
+`sample_tokens` wires them to a trained `CharLM`, alone or mixed with its
+neural cache and n-grams (`mixture_step.DeviceMixture`: the default
+inference), compiled once per model, chain and length. Turning settings into
+a chain (`jaylyrics_jax.decoding`) and text into lyrics
+(`jaylyrics_jax.lyrics`) happen on the host, above this module.
 """
 
 import dataclasses
@@ -11,76 +14,20 @@ import functools
 import math
 from typing import Any, Callable
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaylyrics_jax import processors
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.errors import JaylyricsError
-from jaylyrics_jax.inference import MixtureSpec
 from jaylyrics_jax.mixture_step import DeviceMixture
+from jaylyrics_jax.mixture_step import MixtureSpec
 from jaylyrics_jax.mixture_step import initial_carry
 from jaylyrics_jax.mixture_step import make_mixture_step
 from jaylyrics_jax.model import CharLM
 from jaylyrics_jax.model import zero_carries
-from jaylyrics_jax.vocab import Vocabulary
-
-MODES = ('weighted', 'argmax', 'combined')
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplingConfig:
-  """How each next character is chosen.
-
-  mode: 'weighted' draws from the softmax, 'argmax' takes the most likely
-    character, 'combined' draws right after a space and takes the argmax
-    elsewhere (the original's mode 2).
-  temperature: logits are divided by it before drawing (> 0).
-  top_k: draw only among the k most likely characters (0 = all).
-  top_p: draw only from the smallest set whose probability reaches top_p
-    (nucleus sampling; 1.0 = all).
-  min_copy_distance: attention models, and the caches of a mixture, copy
-    only from positions at least this far back (0 = as trained and as
-    scored), which keeps them out of copy loops.
-  """
-  mode: str = 'weighted'
-  temperature: float = 1.0
-  top_k: int = 0
-  top_p: float = 1.0
-  min_copy_distance: int = 0
-
-  def __post_init__(self):
-    if self.min_copy_distance < 0:
-      raise JaylyricsError('--min_copy_distance must be >= 0, got '
-                           f'{self.min_copy_distance}.')
-    if self.mode not in MODES:
-      raise JaylyricsError(
-          f'--sampling must be one of {", ".join(MODES)}, got {self.mode!r}.')
-    if not self.temperature > 0:
-      raise JaylyricsError(
-          f'--temperature must be > 0, got {self.temperature}; use '
-          '--sampling=argmax for greedy decoding.')
-    if self.top_k < 0:
-      raise JaylyricsError(f'--top_k must be >= 0, got {self.top_k}.')
-    if not 0.0 < self.top_p <= 1.0:
-      raise JaylyricsError(f'--top_p must be in (0, 1], got {self.top_p}.')
-
-
-def filter_logits(logits: jax.Array, config: SamplingConfig) -> jax.Array:
-  """Applies temperature, top-k and top-p to <float32>[V] logits."""
-  logits = logits / config.temperature
-  if config.top_k:
-    kth = jax.lax.top_k(logits, min(config.top_k, logits.shape[-1]))[0][-1]
-    logits = jnp.where(logits < kth, -jnp.inf, logits)
-  if config.top_p < 1.0:
-    order = jnp.argsort(-logits)
-    probs = jax.nn.softmax(logits[order])
-    # Keep a character while the mass before it is still below top_p.
-    keep_sorted = (jnp.cumsum(probs) - probs) < config.top_p
-    keep = jnp.zeros_like(keep_sorted).at[order].set(keep_sorted)
-    logits = jnp.where(keep, logits, -jnp.inf)
-  return logits
-
 
 def _last_positive(weights: jax.Array) -> jax.Array:
   """Index of the last entry > 0 of a 1-D array (the last index if none is)."""
@@ -116,22 +63,60 @@ def draw(key: jax.Array, logits: jax.Array) -> jax.Array:
   return (row * cols + col).astype(jnp.int32)
 
 
-def choose(logits: jax.Array, key: jax.Array, prev_token: jax.Array,
-           space_id: int, config: SamplingConfig) -> jax.Array:
-  """Picks the next token from <float32>[V] logits; returns <int32>[]."""
-  greedy = jnp.argmax(logits).astype(jnp.int32)
-  if config.mode == 'argmax':
-    return greedy
-  drawn = draw(key, filter_logits(logits, config))
-  if config.mode == 'weighted':
-    return drawn
-  return jnp.where(prev_token == space_id, drawn, greedy)
+
+
+@flax.struct.dataclass
+class DecodeState:
+  """Where generation stands: the step function's carry, the last token
+  (chosen, not yet fed to the step) and the processors' states."""
+  carry: Any
+  token: jax.Array
+  processors: Any
+
+
+def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
+           state: DecodeState, step_keys: jax.Array, chain: processors.Chain,
+           tables: tuple[Any, ...] = ()
+           ) -> tuple[jax.Array, jax.Array, DecodeState]:
+  """One token per key in one `lax.scan`.
+
+  Each step feeds `state.token` to `step_fn`, lets the chain read it and
+  change the logits, and draws the next token with `draw` (the only draw:
+  greedy decoding is a processor that leaves one character).
+
+  Args:
+    step_fn: (carry, token <int32>[]) -> (logits <float32>[V], carry).
+    state: where to start; `generate` makes the first one.
+    step_keys: <key>[L] one key per token.
+    chain, tables: the processors and their tables (`decoding.build_decoder`).
+  Returns:
+    tokens <int32>[L]; log_probs <float32>[L], each token's log-probability
+    under step_fn's own distribution (before the processors); the state
+    after the last token, from which `decode` continues exactly as if the
+    scan had been longer.
+  """
+  def body(state, step_key):
+    logits, carry = step_fn(state.carry, state.token)
+    changed, proc = chain.update(logits, state.processors, state.token,
+                                 tables)
+    token = draw(step_key, changed)
+    log_prob = jax.nn.log_softmax(logits)[token]
+    return DecodeState(carry, token, proc), (token, log_prob)
+
+  state, (tokens, log_probs) = jax.lax.scan(body, state, step_keys)
+  return tokens, log_probs, state
 
 
 def generate(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
              carry: Any, first_token: jax.Array, key: jax.Array, length: int,
-             config: SamplingConfig, space_id: int = -1) -> jax.Array:
-  """Generates `length` tokens after `first_token` in one `lax.scan`.
+             chain: processors.Chain = processors.Chain(),
+             tables: tuple[Any, ...] = (), states: Any = None
+             ) -> tuple[jax.Array, jax.Array, DecodeState]:
+  """Generates `length` tokens after `first_token`; see `decode`.
+
+  A pure function: jit it (or call it inside your own jitted code) once per
+  shape and chain; the temperature and top-p live in `tables`, so sweeping
+  them (or vmapping over them) does not recompile.
 
   Args:
     step_fn: (carry, token <int32>[]) -> (logits <float32>[V], carry).
@@ -139,144 +124,131 @@ def generate(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
     first_token: <int32>[] the last character of the seed, not yet fed.
     key: split into one key per generated token.
     length: number of tokens to generate (static).
-    config: how to choose each token.
-    space_id: the id of ' ', for 'combined' mode.
+    chain, tables: the processors; the default draws from the softmax.
+    states: the chain's states after reading the seed (default: fresh).
   Returns:
-    <int32>[length].
+    (tokens <int32>[length], log_probs <float32>[length], final state).
   """
-  def body(state, step_key):
-    carry, token = state
-    logits, carry = step_fn(carry, token)
-    token = choose(logits, step_key, token, space_id, config)
-    return (carry, token), token
-
-  _, tokens = jax.lax.scan(body, (carry, jnp.asarray(first_token, jnp.int32)),
-                           jax.random.split(key, length))
-  return tokens
+  if states is None:
+    states = chain.init(tables)
+  state = DecodeState(carry, jnp.asarray(first_token, jnp.int32), states)
+  return decode(step_fn, state, jax.random.split(key, length), chain, tables)
 
 
 def _sampling_model_config(model_config: ModelConfig,
-                           config: SamplingConfig) -> ModelConfig:
-  if config.min_copy_distance and model_config.attn_length:
+                           min_copy_distance: int) -> ModelConfig:
+  if min_copy_distance and model_config.attn_length:
     return dataclasses.replace(model_config,
-                               attn_min_distance=config.min_copy_distance)
+                               attn_min_distance=min_copy_distance)
   return model_config
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_sampler(model_config: ModelConfig, length: int,
-                      config: SamplingConfig, space_id: int):
-  """One jitted function per (model, length, mode): primes, then generates.
+def _compiled(model_config: ModelConfig, chain: processors.Chain,
+              spec: MixtureSpec | None, min_copy_distance: int,
+              history_length: int):
+  """The jitted start and continue functions of one sampler.
 
-  Returns f(params, seed_ids <int32>[S], keys <key>[N]) -> <int32>[N, length].
+  start(params, mix_tables, tables, seed_ids <int32>[S], keys <key>[N, L])
+  primes on the seed and generates N rows; resume(params, mix_tables,
+  tables, states, keys) continues from `start`'s (or its own) states.
+  Both return (tokens <int32>[N, L], log_probs <float32>[N, L], states).
   """
-  model_config = _sampling_model_config(model_config, config)
-  model = CharLM(model_config)
+  model_config = _sampling_model_config(model_config, min_copy_distance)
+  if spec is None:
+    model = CharLM(model_config)
 
-  def step_fn(params, carry, token):
-    logits, carry = model.apply({'params': params}, token[None, None], carry)
-    return logits[0, 0], carry
+    def step(params, mix_tables, carry, token):
+      del mix_tables
+      logits, carry = model.apply({'params': params}, token[None, None], carry)
+      return logits[0, 0], carry
+
+    def prime(params, mix_tables, seed_ids):
+      carry = zero_carries(model_config, 1)
+      if seed_ids.shape[0] > 1:  # Feed all but the last seed character.
+        _, carry = model.apply({'params': params}, seed_ids[None, :-1], carry)
+      return carry
+  else:
+    step = make_mixture_step(model_config, spec, max(1, min_copy_distance))
+
+    def prime(params, mix_tables, seed_ids):
+      # The seed is read one character at a time, so the caches hold it.
+      carry = initial_carry(model_config, spec, history_length)
+      read = lambda c, token: (step(params, mix_tables, c, token)[1], None)
+      return jax.lax.scan(read, carry, seed_ids[:-1])[0]
+
+  def run(params, mix_tables, tables, state, keys, shared=False):
+    step_fn = functools.partial(step, params, mix_tables)
+    one = lambda s, k: decode(step_fn, s, k, chain, tables)
+    # A state shared by every row (after the seed) is not copied per row.
+    return jax.vmap(one, in_axes=(None if shared else 0, 0))(state, keys)
 
   @jax.jit
-  def sample_fn(params, seed_ids, keys):
-    carry = zero_carries(model_config, 1)
-    if seed_ids.shape[0] > 1:  # Feed all but the last seed character.
-      _, carry = model.apply({'params': params}, seed_ids[None, :-1], carry)
-    one = lambda k: generate(functools.partial(step_fn, params), carry,
-                             seed_ids[-1], k, length, config, space_id)
-    return jax.vmap(one)(keys)
+  def start(params, mix_tables, tables, seed_ids, keys):
+    states = chain.init(tables)
+    if chain.processors:
+      read = lambda s, token: (chain.read(s, token, tables,
+                                          model_config.vocab_size), None)
+      states = jax.lax.scan(read, states, seed_ids[:-1])[0]
+    state = DecodeState(prime(params, mix_tables, seed_ids), seed_ids[-1],
+                        states)
+    return run(params, mix_tables, tables, state, keys, shared=True)
 
-  return sample_fn
+  return start, jax.jit(run)
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled_mixture_sampler(model_config: ModelConfig, length: int,
-                              config: SamplingConfig, space_id: int,
-                              spec: MixtureSpec):
-  """As `_compiled_sampler`, drawing from the mixture `spec`.
-
-  Returns f(params, tables, seed_ids, keys) -> <int32>[N, length]. The seed
-  is read one character at a time by the same step, so the caches hold it.
-  """
-  model_config = _sampling_model_config(model_config, config)
-  step = make_mixture_step(model_config, spec,
-                           max(1, config.min_copy_distance))
-
-  @jax.jit
-  def sample_fn(params, tables, seed_ids, keys):
-    step_fn = functools.partial(step, params, tables)
-    carry = initial_carry(model_config, spec, seed_ids.shape[0] + length)
-    read = lambda c, token: (step_fn(c, token)[1], None)
-    carry, _ = jax.lax.scan(read, carry, seed_ids[:-1])
-    one = lambda k: generate(step_fn, carry, seed_ids[-1], k, length, config,
-                             space_id)
-    return jax.vmap(one)(keys)
-
-  return sample_fn
+def step_keys(key: jax.Array, num_samples: int, length: int) -> jax.Array:
+  """<key>[num_samples, length]: row i is split(split(key, n)[i], length),
+  the keys one scan of `length` steps would use for sample i."""
+  return jax.vmap(lambda k: jax.random.split(k, length))(
+      jax.random.split(key, num_samples))
 
 
 def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
-                  key: jax.Array, length: int, config: SamplingConfig,
-                  num_samples: int = 1, space_id: int = -1,
-                  mixture: DeviceMixture | None = None) -> np.ndarray:
-  """<int32>[num_samples, length]; sample i uses `split(key, num_samples)[i]`.
+                  key: jax.Array, length: int, chain: processors.Chain,
+                  tables: tuple[Any, ...] = (), num_samples: int = 1,
+                  mixture: DeviceMixture | None = None,
+                  min_copy_distance: int = 0, chunk: int = 0,
+                  on_chunk: Callable[[int], None] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """Samples `num_samples` rows of `length` tokens after the seed.
 
-  With `mixture`, characters are drawn from the model mixed with its caches
-  and n-grams; the modes, temperature, top-k and top-p then apply to the
-  mixture's log-probabilities.
+  Row i uses the keys `step_keys(key, num_samples, length)[i]`. With
+  `mixture`, characters are drawn from the model mixed with its caches and
+  n-grams. With `chunk` > 0 the rows are generated `chunk` tokens at a time
+  by the same compiled scan, the state passed on (the same tokens as one
+  scan), calling `on_chunk(tokens_done)` after each: a long text shows
+  progress and can be interrupted between chunks.
+
+  Returns (tokens <int32>[num_samples, length], log_probs <float32>[same]).
   """
   if length < 1:
-    raise JaylyricsError(f'--length must be a positive integer, got {length}.')
+    raise JaylyricsError(f'length must be a positive integer, got {length}.')
   if num_samples < 1:
     raise JaylyricsError(
-        f'--num_samples must be a positive integer, got {num_samples}.')
+        f'num_samples must be a positive integer, got {num_samples}.')
   if len(seed_ids) == 0:
     raise JaylyricsError(
         'The seed text is empty (after dropping unknown characters). Pass a '
-        'seed of Chinese characters, e.g. --seed=从前.')
-  keys = jax.random.split(key, num_samples)
+        'seed of Chinese characters, e.g. seed="从前".')
   seed_ids = jnp.asarray(seed_ids, jnp.int32)
-  if mixture is not None and mixture.spec.weights[0] < 1.0:
-    fn = _compiled_mixture_sampler(model_config, length, config, space_id,
-                                   mixture.spec)
-    return np.asarray(fn(params, mixture.tables, seed_ids, keys))
-  fn = _compiled_sampler(model_config, length, config, space_id)
-  return np.asarray(fn(params, seed_ids, keys))
-
-
-def sample_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
-                seed: str, key: jax.Array, length: int = 200,
-                config: SamplingConfig = SamplingConfig(),
-                num_samples: int = 1, unknown: str = 'error',
-                mixture: DeviceMixture | None = None) -> list[str]:
-  """Samples `num_samples` texts, each the seed followed by `length` characters.
-
-  Characters of `seed` outside the vocabulary raise a `JaylyricsError` listing
-  them (unknown='error') or are dropped (unknown='skip'). `mixture`: see
-  `sample_tokens`.
-  """
-  if not seed:
-    raise JaylyricsError(
-        'The seed text is empty. Pass a seed of Chinese characters, e.g. '
-        '--seed=从前.')
-  seed_ids = vocab.encode(seed, unknown=unknown)
-  used_seed = vocab.decode(seed_ids)
-  space_id = vocab.chars.index(' ') if ' ' in vocab else -1
-  tokens = sample_tokens(params, model_config, seed_ids, key, length, config,
-                         num_samples, space_id, mixture)
-  return [used_seed + vocab.decode(row) for row in tokens]
-
-
-def copy_rate(generated: str, train_text: str, n: int = 4) -> float:
-  """Share of the generated n-character strings (spaces removed) that occur
-  verbatim in the training text (spaces removed too); nan if there are none.
-
-  A low bits-per-character must not come from reciting the training lyrics.
-  """
-  train = train_text.replace(' ', '')
-  seen = {train[i:i + n] for i in range(len(train) - n + 1)}
-  text = generated.replace(' ', '')
-  grams = [text[i:i + n] for i in range(len(text) - n + 1)]
-  if not grams:
-    return float('nan')
-  return sum(g in seen for g in grams) / len(grams)
+  use_mixture = mixture is not None and mixture.spec.weights[0] < 1.0
+  spec = mixture.spec if use_mixture else None
+  mix_tables = mixture.tables if use_mixture else None
+  start, resume = _compiled(model_config, chain, spec, min_copy_distance,
+                            int(seed_ids.shape[0]) + length)
+  keys = step_keys(key, num_samples, length)
+  chunk = length if chunk <= 0 else min(chunk, length)
+  tokens, log_probs = [], []
+  state = None
+  for begin in range(0, length, chunk):
+    part = keys[:, begin:begin + chunk]
+    if state is None:
+      t, lp, state = start(params, mix_tables, tables, seed_ids, part)
+    else:
+      t, lp, state = resume(params, mix_tables, tables, state, part)
+    tokens.append(np.asarray(t))
+    log_probs.append(np.asarray(lp))
+    if on_chunk is not None:
+      on_chunk(begin + part.shape[1])
+  return np.concatenate(tokens, axis=1), np.concatenate(log_probs, axis=1)

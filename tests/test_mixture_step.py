@@ -13,7 +13,8 @@ from jaylyrics_jax import evaluation
 from jaylyrics_jax import inference
 from jaylyrics_jax import mixture_step
 from jaylyrics_jax import ngram
-from jaylyrics_jax import sampling
+from jaylyrics_jax import lyrics
+from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.errors import JaylyricsError
 from conftest import synthetic_lyrics
 
@@ -130,14 +131,14 @@ def test_kneser_ney_tables_match_the_model_at_every_context():
 
 def test_sampling_with_a_mixture(setup):
   model, train_ids, _ = setup
-  mix = mixture_step.for_settings(
+  mix = inference.device_mixture_for(
       inference.InferenceConfig(
           cache_size=50, mix_cache_size=50, ngram_order=4, ngram_cache_order=3,
           full_weights=SPEC.weights),
       model.vocab.size, train_ids)
   assert mix.spec.weights == SPEC.weights
   key = jax.random.key(7)
-  sample = lambda k, m, config=sampling.SamplingConfig(): sampling.sample_text(
+  sample = lambda k, m, config=SamplingConfig(): lyrics.sample_text(
       model.params, model.model_config, model.vocab, '春风', k, length=40,
       config=config, num_samples=3, mixture=m)
   one = sample(key, mix)
@@ -145,7 +146,7 @@ def test_sampling_with_a_mixture(setup):
   assert len(set(one)) == 3 and all(len(t) == 42 for t in one)
   assert one != sample(key, None)
   # Argmax from the mixture = the argmax of the teacher-forced steps.
-  argmax = sampling.SamplingConfig(mode='argmax')
+  argmax = SamplingConfig(mode='argmax', min_copy_distance=0).controls_off()
   text = sample(key, mix, argmax)[0]
   step = mixture_step.make_mixture_step(model.model_config, mix.spec)
   ids = model.vocab.encode(text)
@@ -158,13 +159,13 @@ def test_sampling_with_a_mixture(setup):
 
 def test_model_only_settings_sample_from_the_model(setup):
   model, train_ids, _ = setup
-  mix = mixture_step.for_settings(inference.InferenceConfig(),
+  mix = inference.device_mixture_for(inference.InferenceConfig(),
                                   model.vocab.size, train_ids)
   assert mix.spec.weights == (1.0, 0.0, 0.0, 0.0) and mix.tables is None
   key = jax.random.key(3)
   args = (model.params, model.model_config, model.vocab, '春', key, 30)
-  assert (sampling.sample_text(*args, mixture=mix) ==
-          sampling.sample_text(*args))
+  assert (lyrics.sample_text(*args, mixture=mix) ==
+          lyrics.sample_text(*args))
 
 
 def test_mixture_errors():

@@ -10,8 +10,10 @@ from jaylyrics_jax.config import TrainConfig
 from jaylyrics_jax.model import CharLM
 from jaylyrics_jax.model import init_params
 from jaylyrics_jax.model import zero_carries
+from jaylyrics_jax.config import SamplingConfig
+from jaylyrics_jax.processors import Chain
+from jaylyrics_jax.processors import Temperature
 from jaylyrics_jax.sampling import sample_tokens
-from jaylyrics_jax.sampling import SamplingConfig
 from jaylyrics_jax.training import create_train_state
 from jaylyrics_jax.training import make_optimizer
 from jaylyrics_jax.training import make_train_step
@@ -76,9 +78,11 @@ def test_attention_learns_to_copy_repeated_lines():
 
 def test_sampling_with_attention_is_reproducible(apply_and_params):
   _, params = apply_and_params
-  draw = lambda k: sample_tokens(params, CONFIG, np.array([1, 2, 3], np.int32),
-                                 jax.random.key(k), 20, SamplingConfig(),
-                                 num_samples=2)
+  chain = Chain((Temperature(),))
+  draw = lambda k: sample_tokens(
+      params, CONFIG, np.array([1, 2, 3], np.int32), jax.random.key(k), 20,
+      chain, (np.float32(SamplingConfig().temperature),), num_samples=2,
+      min_copy_distance=SamplingConfig().min_copy_distance)[0]
   np.testing.assert_array_equal(draw(0), draw(0))
   assert draw(0).shape == (2, 20)
 

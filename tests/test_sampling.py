@@ -6,19 +6,37 @@ import numpy as np
 import pytest
 
 from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.config import SamplingConfig
+from jaylyrics_jax.decoding import build_decoder
 from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.lyrics import copy_rate
+from jaylyrics_jax.lyrics import sample_text
 from jaylyrics_jax.model import CharLM
 from jaylyrics_jax.model import init_params
 from jaylyrics_jax.model import zero_carries
-from jaylyrics_jax.sampling import filter_logits
 from jaylyrics_jax.sampling import generate
-from jaylyrics_jax.sampling import sample_text
 from jaylyrics_jax.sampling import sample_tokens
-from jaylyrics_jax.sampling import SamplingConfig
 from jaylyrics_jax.vocab import build_vocabulary
+from jaylyrics_jax.vocab import Vocabulary
 
 V = 5
 SPACE = 0
+STUB_VOCAB = Vocabulary((' ', 'a', 'b', 'c', 'd'))  # ' ' is id 0 = SPACE.
+
+
+def _generate(step_fn, first_token, key, length, config):
+  """generate() with the chain of `config` (controls off) on the stub vocab."""
+  decoder = build_decoder(config.controls_off(), STUB_VOCAB)
+  return generate(step_fn, jnp.zeros(()), first_token, key, length,
+                  decoder.chain, decoder.tables)[0]
+
+
+def _filter(logits, config):
+  """The sampling processors of `config` applied to one step's logits."""
+  decoder = build_decoder(config.controls_off(), STUB_VOCAB)
+  states = decoder.chain.init(decoder.tables)
+  return decoder.chain.update(logits, states, jnp.int32(1),
+                              decoder.tables)[0]
 
 
 def _cycle_step(carry, token):
@@ -28,14 +46,15 @@ def _cycle_step(carry, token):
 
 
 def test_argmax_with_stub_gives_exact_sequence():
-  tokens = generate(_cycle_step, jnp.zeros(()), 2, jax.random.key(0), 7,
-                    SamplingConfig(mode='argmax'))
+  tokens = _generate(_cycle_step, 2, jax.random.key(0), 7,
+                     SamplingConfig(mode='argmax'))
   np.testing.assert_array_equal(tokens, [3, 4, 0, 1, 2, 3, 4])
 
 
 def test_weighted_with_top_k_one_is_argmax():
-  tokens = generate(_cycle_step, jnp.zeros(()), 0, jax.random.key(3), 6,
-                    SamplingConfig(mode='weighted', temperature=50.0, top_k=1))
+  tokens = _generate(_cycle_step, 0, jax.random.key(3), 6,
+                     SamplingConfig(mode='weighted', temperature=50.0,
+                                    top_k=1))
   np.testing.assert_array_equal(tokens, [1, 2, 3, 4, 0, 1])
 
 
@@ -48,9 +67,9 @@ def _flat_step(carry, token):
 
 
 def test_combined_draws_after_space_only():
-  config = SamplingConfig(mode='combined')
-  runs = np.stack([generate(_flat_step, jnp.zeros(()), 2, jax.random.key(k),
-                            8, config, space_id=SPACE) for k in range(30)])
+  config = SamplingConfig(mode='combined', temperature=1.0)
+  runs = np.stack([_generate(_flat_step, 2, jax.random.key(k), 8, config)
+                   for k in range(30)])
   # After token 2 (not a space) the argmax 3 is taken; spaces follow words.
   assert (runs[:, 0] == 3).all()
   assert (runs[:, 1::2] == SPACE).all()
@@ -60,38 +79,38 @@ def test_combined_draws_after_space_only():
 
 
 def test_argmax_mode_never_draws():
-  runs = np.stack([generate(_flat_step, jnp.zeros(()), SPACE,
-                            jax.random.key(k), 4,
-                            SamplingConfig(mode='argmax'), space_id=SPACE)
+  runs = np.stack([_generate(_flat_step, SPACE, jax.random.key(k), 4,
+                             SamplingConfig(mode='argmax'))
                    for k in range(5)])
   assert (runs == [3, 0, 3, 0]).all()
 
 
-def test_filter_logits_top_p_keeps_smallest_set():
-  logits = jnp.log(jnp.array([0.1, 0.5, 0.25, 0.15]))
-  kept = np.isfinite(filter_logits(logits, SamplingConfig(top_p=0.7)))
-  np.testing.assert_array_equal(kept, [False, True, True, False])
-  kept = np.isfinite(filter_logits(logits, SamplingConfig(top_p=0.75)))
-  np.testing.assert_array_equal(kept, [False, True, True, False])
-  kept = np.isfinite(filter_logits(logits, SamplingConfig(top_p=0.76)))
-  np.testing.assert_array_equal(kept, [False, True, True, True])
-  kept = np.isfinite(filter_logits(logits, SamplingConfig(top_p=0.01)))
-  np.testing.assert_array_equal(kept, [False, True, False, False])
+def test_top_p_keeps_smallest_set():
+  logits = jnp.log(jnp.array([0.1, 0.5, 0.25, 0.15, 0.0]))
+  kept = lambda p: np.isfinite(_filter(logits, SamplingConfig(
+      temperature=1.0, top_p=p)))
+  np.testing.assert_array_equal(kept(0.7), [False, True, True, False, False])
+  np.testing.assert_array_equal(kept(0.75), [False, True, True, False, False])
+  np.testing.assert_array_equal(kept(0.76), [False, True, True, True, False])
+  np.testing.assert_array_equal(kept(0.01), [False, True, False, False, False])
 
 
-def test_filter_logits_top_k_and_temperature():
-  logits = jnp.array([1.0, 4.0, 3.0, 2.0])
-  out = filter_logits(logits, SamplingConfig(temperature=2.0, top_k=2))
-  np.testing.assert_allclose(out, [-np.inf, 2.0, 1.5, -np.inf])
+def test_top_k_and_temperature():
+  logits = jnp.array([1.0, 4.0, 3.0, 2.0, 0.0])
+  out = _filter(logits, SamplingConfig(temperature=2.0, top_k=2))
+  np.testing.assert_allclose(out, [-np.inf, 2.0, 1.5, -np.inf, -np.inf])
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    ({'mode': 'greedy'}, 'sampling'), ({'temperature': 0.0}, 'temperature'),
+    ({'mode': 'greedy'}, 'mode'), ({'temperature': 0.0}, 'temperature'),
     ({'top_p': 0.0}, 'top_p'), ({'top_p': 1.5}, 'top_p'),
-    ({'top_k': -1}, 'top_k')])
+    ({'top_k': -1}, 'top_k'), ({'no_repeat_ngram': 1}, 'no_repeat_ngram'),
+    ({'min_line': 5, 'max_line': 3}, 'min_line'), ({'best_of': 0}, 'best_of'),
+    ({'max_copy': -1}, 'max_copy'), ({'rhyme': ''}, 'rhyme')])
 def test_bad_sampling_config(kwargs, match):
-  with pytest.raises(JaylyricsError, match=match):
+  with pytest.raises(JaylyricsError, match=match) as e:
     SamplingConfig(**kwargs)
+  assert '--' not in str(e.value)
 
 
 @pytest.fixture(scope='module')
@@ -105,8 +124,7 @@ def tiny_model():
 def test_same_key_same_sample_other_key_other_sample(tiny_model):
   vocab, config, params = tiny_model
   draw = lambda seed: sample_text(params, config, vocab, '春夏',
-                                  jax.random.key(seed), length=40,
-                                  config=SamplingConfig(mode='weighted'))[0]
+                                  jax.random.key(seed), length=40)[0]
   assert draw(1) == draw(1)
   assert draw(1) != draw(2)
   assert draw(1).startswith('春夏') and len(draw(1)) == 42
@@ -116,20 +134,24 @@ def test_many_samples_in_one_call_match_their_keys(tiny_model):
   vocab, config, params = tiny_model
   seed_ids = vocab.encode('春夏')
   key = jax.random.key(7)
-  many = sample_tokens(params, config, seed_ids, key, 30,
-                       SamplingConfig(), num_samples=3)
-  assert many.shape == (3, 30)
+  decoder = build_decoder(SamplingConfig(), vocab, None, 32)
+  many, log_probs = sample_tokens(params, config, seed_ids, key, 30,
+                                  decoder.chain, decoder.tables, 3)
+  assert many.shape == log_probs.shape == (3, 30)
+  assert (log_probs <= 0).all()
   assert len({tuple(row) for row in many}) == 3
-  again = sample_tokens(params, config, seed_ids, key, 30, SamplingConfig(),
-                        num_samples=3)
+  again = sample_tokens(params, config, seed_ids, key, 30, decoder.chain,
+                        decoder.tables, 3)[0]
   np.testing.assert_array_equal(many, again)
+
 
 
 def test_seed_is_primed_once_without_repeating_its_last_character(tiny_model):
   vocab, config, params = tiny_model
   seed_ids = vocab.encode('春夏秋')
+  decoder = build_decoder(SamplingConfig(mode='argmax').controls_off(), vocab)
   tokens = sample_tokens(params, config, seed_ids, jax.random.key(0), 5,
-                         SamplingConfig(mode='argmax'))[0]
+                         decoder.chain, decoder.tables)[0][0]
   apply = jax.jit(CharLM(config).apply)
   carry = zero_carries(config, 1)
   for t in seed_ids[:-1]:  # Every seed character but the last, once each.
@@ -170,7 +192,6 @@ def test_inverse_cdf_draw_matches_the_distribution():
 
 
 def test_copy_rate():
-  from jaylyrics_jax.sampling import copy_rate  # pylint: disable=g-import-not-at-top
   train = '春天来了 花开了 '
   assert copy_rate('春天来了', train) == 1.0
   # Spaces are ignored on both sides: 春天来了 and 天来了花 both occur.
