@@ -158,8 +158,15 @@ def save_json_item(workdir: str, step: int, name: str,
     raise JaylyricsError(f'Checkpoint step {step} is not in '
                          f'{checkpoint_dir(workdir)!r}.')
   ocp = _ocp()
-  with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
-    checkpointer.save(path, args=ocp.args.JsonSave(data), force=True)
+  try:
+    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
+      checkpointer.save(path, args=ocp.args.JsonSave(data), force=True)
+  except Exception as e:  # pylint: disable=broad-except
+    cause, fix = explain_failure(e)
+    raise JaylyricsError(
+        f'Could not write {name!r} into checkpoint {step} of '
+        f'{checkpoint_dir(workdir)!r}: {cause}. {fix}, then try again: the '
+        'step itself is untouched.') from e
 
 
 def read_json_item(manager: 'ocp.CheckpointManager', step: int,

@@ -78,7 +78,8 @@ def test_files_are_readable_by_others_under_umask_022(reference):
   for root, _, files in os.walk(workdir):
     for name in files:
       path = os.path.join(root, name)
-      modes[os.path.relpath(path, workdir)] = stat.S_IMODE(os.stat(path).st_mode)
+      mode = stat.S_IMODE(os.stat(path).st_mode)
+      modes[os.path.relpath(path, workdir)] = mode
   assert {'loss.png', 'log.jsonl'} <= set(modes)
   assert any(p.startswith('checkpoints') for p in modes)
   assert not os.path.exists(os.path.join(workdir, '.lock'))  # Released.

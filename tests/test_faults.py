@@ -156,6 +156,7 @@ common.run(main)
 """
 
 
+@pytest.mark.slow
 def test_a_failed_save_ends_the_process_whatever_threads_wait():
   started = time.time()
   proc = subprocess.run(
