@@ -157,10 +157,14 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
                          make_plot)
 
 
-def _train_locked(corpus_path, data, model_config, config, resume, on_step,
-                  on_epoch, on_message, stop_requested,
-                  make_plot) -> TrainResult:
-  """`train` once the workdir is locked."""
+def _train_locked(corpus_path: str, data: TrainData,
+                  model_config: ModelConfig, config: TrainConfig, resume: bool,
+                  on_step: Callable[[int, int, int], None],
+                  on_epoch: Callable[[dict[str, Any]], None],
+                  on_message: Callable[[str], None],
+                  stop_requested: Callable[[], bool],
+                  make_plot: bool) -> TrainResult:
+  """`train` once the workdir is locked; the arguments are `train`'s."""
   model_config = dataclasses.replace(model_config, vocab_size=data.vocab.size)
   workdir = config.workdir
   log_path = os.path.join(workdir, LOG_FILE)
