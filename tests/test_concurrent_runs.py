@@ -38,10 +38,6 @@ def _losses(workdir):
     return [{k: json.loads(line)[k] for k in LOSS_KEYS} for line in f]
 
 
-def _umask_022():
-  os.umask(0o022)
-
-
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory, compilation_cache):
   """An undisturbed run, its output redirected to files, under umask 022."""
@@ -54,7 +50,7 @@ def reference(tmp_path_factory, compilation_cache):
     subprocess.run(_cmd('train', f'--corpus={corpus}', f'--workdir={workdir}',
                         *TINY, cache=compilation_cache),
                    cwd=REPO, env=_env(), check=True, stdout=out, stderr=err,
-                   timeout=300, preexec_fn=_umask_022)
+                   timeout=300, umask=0o022)
   read = lambda name: (root / name).read_text(encoding='utf-8')
   return str(corpus), str(workdir), read('out.log'), read('err.log'), \
       compilation_cache
