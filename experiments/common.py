@@ -1,7 +1,11 @@
 """Flags and start-up shared by the entry points; the library never reads flags."""
 
 import logging as std_logging
+import os
 import sys
+import threading
+import time
+import traceback
 from typing import Callable
 
 from absl import app
@@ -9,7 +13,9 @@ from absl import flags
 from absl import logging
 
 from jaylyrics_jax import runtime
+from jaylyrics_jax.errors import explain_failure
 from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.workdir_lock import WorkdirLockError
 
 WORKDIR = flags.DEFINE_string(
     'workdir', 'runs/lstm',
@@ -25,10 +31,29 @@ def warn(message: str) -> None:
   print('warning: ' + message, file=sys.stderr, flush=True)
 
 
+def exit_now(code: int, grace: float = 2.0) -> None:
+  """Exits with `code` within about `grace` seconds, whatever threads run.
+
+  After a failed save, orbax's writer threads can wait forever, and Python
+  joins every non-daemon thread before it exits: they get `grace` seconds
+  to end, then the process ends without them (output flushed first).
+  """
+  deadline = time.monotonic() + grace
+  for thread in threading.enumerate():
+    if thread is not threading.current_thread() and not thread.daemon:
+      thread.join(max(0.0, deadline - time.monotonic()))
+  if any(t.is_alive() and not t.daemon and t is not threading.current_thread()
+         for t in threading.enumerate()):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+  sys.exit(code)
+
+
 def fail(message: str) -> None:
   """Prints one paragraph naming the problem and the fix, then exits 1."""
-  print('error: ' + message, file=sys.stderr)
-  sys.exit(1)
+  print('error: ' + message, file=sys.stderr, flush=True)
+  exit_now(1)
 
 
 class _QuietCheckpointThreads(std_logging.Filter):
@@ -59,11 +84,18 @@ def run(main: Callable[[list[str]], None]) -> None:
         logging.warning('Compilation cache off (%s).', e)
     try:
       main(argv)
+    except WorkdirLockError as e:
+      fail(e.message('--workdir'))
     except JaylyricsError as e:
       fail(str(e))
     except OSError as e:  # A full disk or a vanished folder mid-run.
-      fail(f'{e.strerror or e} while writing {e.filename or "a file"}. Free '
-           'disk space or fix the permissions, then run again (with --resume '
-           'for training): finished checkpoints are kept.')
+      cause, fix = explain_failure(e)
+      fail(f'A file operation failed: {cause}. {fix}, then run again (with '
+           '--resume for training): finished checkpoints are kept.')
+    except app.UsageError:
+      raise
+    except Exception:  # pylint: disable=broad-except
+      traceback.print_exc()  # A bug: the traceback, and no hang either.
+      exit_now(1)
 
   app.run(wrapped)

@@ -3,10 +3,15 @@ r"""Trains a character-level lyrics model.
   python -m experiments.train --flagfile=experiments/lstm.flags
 
 Stop it with Ctrl-C (or SIGTERM): it saves a checkpoint first. Continue with
-the same command plus --resume.
+the same command plus --resume. One run at a time per --workdir: a second
+one (fresh or --resume) stops at once, naming the run that holds it. On a
+terminal a progress bar shows the epoch; redirected to a file, the output is
+one line per epoch (and a progress line every --progress_seconds).
 """
 
 import signal
+import sys
+import time
 
 from absl import flags
 import jax
@@ -17,6 +22,7 @@ import jaylyrics_jax as jl
 from jaylyrics_jax import config as config_lib
 from jaylyrics_jax import inference
 from jaylyrics_jax import parallel
+from jaylyrics_jax import workdir_lock
 
 CORPUS = flags.DEFINE_string(
     'corpus', None,
@@ -95,6 +101,10 @@ NGRAM_ORDER = flags.DEFINE_integer(
     lower_bound=0, upper_bound=8)
 RESUME = flags.DEFINE_bool('resume', False,
                            'Continue the run in --workdir where it stopped.')
+PROGRESS_SECONDS = flags.DEFINE_float(
+    'progress_seconds', 30.0, 'When the output is not a terminal (a log '
+    'file): print a progress line at most this often within an epoch, '
+    'instead of a progress bar.', lower_bound=0.0)
 
 flags.register_validator(
     'coordinator_address',
@@ -109,12 +119,24 @@ flags.register_validator('grad_clip', lambda v: v > 0,
 
 
 class _Console:
-  """Progress bar and one line per epoch."""
+  """One line per epoch; between them a progress bar on a terminal, or
+  a plain line every `progress_seconds` when the output goes to a file
+  (a bar's carriage-return redraws make a log file unreadable)."""
 
-  def __init__(self):
+  def __init__(self, progress_seconds: float):
     self._bar = None
+    self._tty = sys.stdout.isatty() and sys.stderr.isatty()
+    self._every = progress_seconds
+    self._last_line = time.monotonic()
 
   def on_step(self, epoch, position, total):
+    if not self._tty:
+      now = time.monotonic()
+      if now - self._last_line >= self._every and position < total:
+        self._last_line = now
+        print(f'epoch {epoch + 1:3d}  batch {position}/{total} '
+              f'({100 * position / total:.0f}%)', flush=True)
+      return
     if self._bar is None:
       self._bar = tqdm.tqdm(total=total, initial=position - 1,
                             desc=f'epoch {epoch + 1}', leave=False,
@@ -122,6 +144,7 @@ class _Console:
     self._bar.update(1)
 
   def close_bar(self):
+    self._last_line = time.monotonic()
     if self._bar is not None:
       self._bar.close()
       self._bar = None
@@ -168,16 +191,24 @@ def main(argv):
   for signum in (signal.SIGINT, signal.SIGTERM):
     signal.signal(signum, request_stop)
 
-  console = _Console()
+  console = _Console(PROGRESS_SECONDS.value)
   quiet = lambda *unused: None
   primary = parallel.is_primary()
-  result = jl.train(corpus, model_config, train_config, resume=RESUME.value,
-                    on_step=console.on_step if primary else quiet,
-                    on_epoch=console.on_epoch if primary else quiet,
-                    on_message=console.on_message if primary else quiet,
-                    stop_requested=lambda: bool(signals))
-  if not primary:
-    return
+  # Held across training and tuning, which both write the workdir; the
+  # library calls take it again (re-entrant within this process).
+  with workdir_lock.hold(train_config.workdir, enabled=primary):
+    result = jl.train(corpus, model_config, train_config,
+                      resume=RESUME.value,
+                      on_step=console.on_step if primary else quiet,
+                      on_epoch=console.on_epoch if primary else quiet,
+                      on_message=console.on_message if primary else quiet,
+                      stop_requested=lambda: bool(signals))
+    if primary:
+      _report(result, train_config, corpus, console)
+
+
+def _report(result, train_config, corpus, console):
+  """Says how the run ended, and tunes the inference mixture after it."""
   console.close_bar()
   if result.stopped == 'interrupted':
     print(f'Stopped by signal at step {result.step}; the checkpoint is saved. '

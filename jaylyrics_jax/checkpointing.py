@@ -11,9 +11,11 @@ digest catches a step whose files were damaged afterwards, and `restore`
 then falls back to the previous good step, saying so.
 """
 
+import errno
 import hashlib
 import os
 import shutil
+import threading
 from typing import Any, Callable, TYPE_CHECKING
 
 from absl import logging
@@ -21,7 +23,9 @@ import jax
 import numpy as np
 
 from jaylyrics_jax import parallel
+from jaylyrics_jax.errors import explain_failure
 from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.errors import os_error_code
 
 if TYPE_CHECKING:
   import orbax.checkpoint as ocp  # pylint: disable=g-bad-import-order
@@ -41,6 +45,10 @@ def __getattr__(name):  # `checkpointing.ocp` for callers and tests.
 
 
 FORMAT_VERSION = 1
+# OS errors that say nothing about a checkpoint's files: reading them failed
+# because of the machine (no permission, a full disk, too many files open).
+_ENVIRONMENT_ERRORS = (errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT,
+                       errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 CHECKPOINT_DIR = 'checkpoints'
 
 
@@ -102,13 +110,40 @@ def save(manager: 'ocp.CheckpointManager', step: int, state: Any,
                  metrics={'valid_loss': float(valid_loss)}, force=True)
     manager.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except
-    # orbax reports a full disk from its writer threads with various types.
-    reason = getattr(e, 'strerror', None) or str(e).splitlines()[0]
+    # orbax reports a failed write from its writer threads with various
+    # types; explain_failure finds the OS error or orbax's own inside.
+    cause, fix = explain_failure(e)
     raise JaylyricsError(
-        f'Could not write checkpoint {step} to {manager.directory} '
-        f'({type(e).__name__}: {reason}). Free disk space or fix the '
-        'permissions, then run again with --resume: the previous '
-        'checkpoints are untouched.') from None
+        f'Could not write checkpoint {step} to {manager.directory}: {cause}. '
+        f'{fix}, then resume the run (`resume=True`, or `--resume` on the '
+        'command line): the previous checkpoints are untouched.') from e
+
+
+def close_manager(manager: 'ocp.CheckpointManager', failed: bool,
+                  timeout: float = 10.0) -> None:
+  """Waits for the manager's writes and closes it.
+
+  After a failure (`failed`), orbax's writer threads may never finish (a
+  write that raised can leave them waiting): the close then runs in a
+  daemon thread for at most `timeout` seconds and its own errors are
+  dropped, so the first error is the one reported and the caller is not
+  kept waiting.
+  """
+  if not failed:
+    manager.wait_until_finished()
+    manager.close()
+    return
+
+  def close_quietly():
+    try:
+      manager.close()
+    except Exception:  # pylint: disable=broad-except
+      pass  # The error already being raised is the one that matters.
+
+  closer = threading.Thread(target=close_quietly, daemon=True,
+                            name='close-checkpoint-manager')
+  closer.start()
+  closer.join(timeout)
 
 
 def save_json_item(workdir: str, step: int, name: str,
@@ -123,8 +158,15 @@ def save_json_item(workdir: str, step: int, name: str,
     raise JaylyricsError(f'Checkpoint step {step} is not in '
                          f'{checkpoint_dir(workdir)!r}.')
   ocp = _ocp()
-  with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
-    checkpointer.save(path, args=ocp.args.JsonSave(data), force=True)
+  try:
+    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
+      checkpointer.save(path, args=ocp.args.JsonSave(data), force=True)
+  except Exception as e:  # pylint: disable=broad-except
+    cause, fix = explain_failure(e)
+    raise JaylyricsError(
+        f'Could not write {name!r} into checkpoint {step} of '
+        f'{checkpoint_dir(workdir)!r}: {cause}. {fix}, then try again: the '
+        'step itself is untouched.') from e
 
 
 def read_json_item(manager: 'ocp.CheckpointManager', step: int,
@@ -191,7 +233,7 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
       best = manager.best_step() if which == 'best' else None
       if best is not None:
         candidates = [best] + [s for s in steps if s != best]
-    damaged = []
+    damaged, vanished = [], []
     for s in candidates:
       try:
         meta = read_meta(manager, s)
@@ -212,11 +254,30 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
       except JaylyricsError:
         raise
       except Exception as e:  # pylint: disable=broad-except
-        # Any failure to read a step means its files are damaged.
+        code = os_error_code(e)
+        if not os.path.isdir(os.path.join(directory, str(s))):
+          # Deleted while we read it: a run writing this workdir keeps only
+          # its newest and best steps. Not damage; try the next one.
+          warn(f'Checkpoint {s} in {directory} vanished while it was read '
+               '(a run writing this workdir removed it); falling back to an '
+               'earlier one.')
+          vanished.append(s)
+          continue
+        if code in _ENVIRONMENT_ERRORS:
+          cause, fix = explain_failure(e)
+          raise JaylyricsError(
+              f'Could not read checkpoint {s} in {directory}: {cause}. {fix}, '
+              'then run again (the checkpoint itself may be intact).') from e
+        # Any other failure to read a step means its files are damaged.
         damaged.append(s)
         warn(f'Checkpoint {s} in {directory} is damaged ({type(e).__name__}: '
              f'{str(e).splitlines()[0] if str(e) else ""}); falling back to '
              'an earlier one.')
+    if vanished:
+      raise JaylyricsError(
+          f'The checkpoints of {directory!r} were removed while they were '
+          f'read (vanished: {sorted(vanished)}; damaged: {sorted(damaged)}). '
+          'A run writing this workdir replaces its old steps: run again.')
     raise JaylyricsError(
         f'Every checkpoint in {directory!r} is damaged ({sorted(steps)}). '
         'Retrain, or restore the folder from a backup.')

@@ -15,6 +15,7 @@ import urllib.request
 from typing import Sequence
 
 from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.logs import new_file_mode
 
 DEFAULT_CORPUS_PATH = os.path.join('data', 'jaychou', 'origin.txt')
 DEFAULT_CORPUS_URL = (
@@ -137,6 +138,7 @@ def download_corpus(path: str = DEFAULT_CORPUS_PATH,
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would keep others out.
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

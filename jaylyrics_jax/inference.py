@@ -27,6 +27,7 @@ from jaylyrics_jax import checkpointing
 from jaylyrics_jax import mixture
 from jaylyrics_jax import mixture_step
 from jaylyrics_jax import ngram
+from jaylyrics_jax import workdir_lock
 from jaylyrics_jax.corpus import load_clean_text
 from jaylyrics_jax.corpus import sha256_of
 from jaylyrics_jax.corpus import split_train_valid
@@ -254,14 +255,20 @@ def tune_run(workdir: str, corpus_path: str | None = None,
   """Tunes the run's best checkpoint on its own validation split.
 
   Stores the settings in that checkpoint step and returns them with the
-  validation scores of every component.
+  validation scores of every component. Holds the workdir's lock meanwhile
+  (`workdir_lock.hold`): it writes into a checkpoint step, which a run still
+  training there could be removing.
+
+  Raises:
+    WorkdirLockError: another run is writing the workdir; nothing changed.
   """
   from jaylyrics_jax.saved_model import load_model  # pylint: disable=g-import-not-at-top
-  model = load_model(workdir, which=which, warn=warn)
-  train, valid = run_corpus_split(model, corpus_path)
-  train_ids = model.vocab.encode(train) if ngram_order > 0 else None
-  config = tune_inference(model, valid, train_ids, ngram_order)
-  write_inference_config(workdir, model.step, config)
+  with workdir_lock.hold(workdir):
+    model = load_model(workdir, which=which, warn=warn)
+    train, valid = run_corpus_split(model, corpus_path)
+    train_ids = model.vocab.encode(train) if ngram_order > 0 else None
+    config = tune_inference(model, valid, train_ids, ngram_order)
+    write_inference_config(workdir, model.step, config)
   return config, evaluate_components(model, valid, train_ids, config)
 
 

@@ -3,13 +3,25 @@
 Each record is written as one line with a single `write`, flushed and fsynced,
 so earlier lines are never touched; a reader ignores a last line cut short by
 a kill. Rewriting (to drop epochs a resumed run will redo) goes through a
-temporary file and an atomic rename.
+temporary file and an atomic rename; the renamed file gets the mode a
+plain `open` would give it (`tempfile.mkstemp` makes 0600 files).
 """
 
 import json
 import os
 import tempfile
+import threading
 from typing import Any, Callable
+
+_umask_guard = threading.Lock()
+
+
+def new_file_mode() -> int:
+  """0o666 less the process's umask: the mode `open` gives a new file."""
+  with _umask_guard:  # Reading the umask means setting it: keep it brief.
+    umask = os.umask(0o077)
+    os.umask(umask)
+  return 0o666 & ~umask
 
 
 def append_jsonl(path: str, record: dict[str, Any]) -> None:
@@ -43,6 +55,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
   os.close(fd)
   try:
     write(tmp)
+    os.chmod(tmp, new_file_mode())
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):

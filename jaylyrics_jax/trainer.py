@@ -10,7 +10,6 @@ early-stopping counters and the epoch's running sums) is in the checkpoint.
 import dataclasses
 import math
 import os
-import tempfile
 import time
 from typing import Any, Callable
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from jaylyrics_jax import checkpointing
 from jaylyrics_jax import parallel
+from jaylyrics_jax import workdir_lock
 from jaylyrics_jax.batching import epoch_batches
 from jaylyrics_jax.batching import min_chars
 from jaylyrics_jax.batching import num_batches
@@ -96,17 +96,6 @@ def _no_op(*unused_args, **unused_kwargs):
   pass
 
 
-def _check_writable(workdir: str) -> None:
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=workdir):
-      pass
-  except OSError as e:
-    raise JaylyricsError(
-        f'The workdir {workdir!r} is not writable ({e.strerror}). Pass a '
-        'folder you can write to with --workdir.') from None
-
-
 def _check_resumable(meta: dict[str, Any], data: TrainData,
                      model_config: ModelConfig, config: TrainConfig) -> None:
   """Refuses to continue a checkpoint with another corpus or model shape."""
@@ -154,11 +143,30 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
     stop_requested: polled after every step; when it returns True the run
       saves a checkpoint and returns with `stopped='interrupted'`.
     make_plot: redraw `<workdir>/loss.png` after every epoch.
+  Raises:
+    WorkdirLockError: another run is writing the workdir (its pid, host and
+      start time are in the message), or the workdir is not writable;
+      nothing was changed.
+    JaylyricsError: bad input, a failed save (with its cause) and the like.
   """
   data = prepare_data(corpus_path, config)
+  # Process 0 holds the workdir for every process of the run.
+  with workdir_lock.hold(config.workdir, enabled=parallel.is_primary()):
+    return _train_locked(corpus_path, data, model_config, config, resume,
+                         on_step, on_epoch, on_message, stop_requested,
+                         make_plot)
+
+
+def _train_locked(corpus_path: str, data: TrainData,
+                  model_config: ModelConfig, config: TrainConfig, resume: bool,
+                  on_step: Callable[[int, int, int], None],
+                  on_epoch: Callable[[dict[str, Any]], None],
+                  on_message: Callable[[str], None],
+                  stop_requested: Callable[[], bool],
+                  make_plot: bool) -> TrainResult:
+  """`train` once the workdir is locked; the arguments are `train`'s."""
   model_config = dataclasses.replace(model_config, vocab_size=data.vocab.size)
   workdir = config.workdir
-  _check_writable(workdir)
   log_path = os.path.join(workdir, LOG_FILE)
 
   b, t = config.batch_size, config.seq_length
@@ -246,6 +254,7 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
 
   stopped = 'finished'
   host_step = int(state.step)  # Counted on the host: no per-step sync.
+  failed = True
   try:
     while loop.epoch < config.num_epochs:
       offset = 0
@@ -325,10 +334,10 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
                    f'{loop.bad_epochs} epochs (best {loop.best_valid_loss:.4f}).')
         stopped = 'early_stopped'
         break
+    failed = False
   finally:
     if manager is not None:
-      manager.wait_until_finished()
-      manager.close()
+      checkpointing.close_manager(manager, failed=failed)
   return TrainResult(workdir=workdir, step=host_step, epochs=loop.epoch,
                      best_valid_loss=loop.best_valid_loss, stopped=stopped,
                      history=history)

@@ -66,12 +66,16 @@ def test_sigkill_at_a_random_moment_then_resume_is_exact(reference, tmp_path,
   time.sleep(random.Random(seed).uniform(0.0, 1.5))
   child.send_signal(signal.SIGKILL)
   assert child.wait(timeout=60) == -signal.SIGKILL, 'finished before the kill'
+  # The killed run's lock file stays, naming it; the OS released the lock.
+  with open(workdir / '.lock', encoding='utf-8') as f:
+    assert json.load(f)['pid'] == child.pid
   done = subprocess.run(_cmd('train', *args, '--resume', cache=cache),
                         cwd=REPO, env=_env(), capture_output=True, text=True,
                         timeout=300)
   assert done.returncode == 0, done.stderr
   assert 'Done (finished) after 3 epochs' in done.stdout
   assert _losses(workdir) == _losses(reference_dir)
+  assert not (workdir / '.lock').exists()
 
 
 def test_damaged_newest_checkpoint_sample_and_resume_fall_back(reference,
@@ -127,12 +131,41 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(reference,
   ours = [line for line in proc.stderr.splitlines()
           if line.startswith('error: Could not write checkpoint')]
   assert len(ours) == 1 and ours[0].endswith('untouched.')
+  assert 'a file outgrew the size limit' in ours[0]  # EFBIG, the true cause.
+  assert 'disk space' not in ours[0] and 'permission' not in ours[0]
   assert steps() == before
   proc = subprocess.run(
       _cmd('sample', f'--workdir={workdir}', '--checkpoint=latest',
            '--seed=春', '--length=10', cache=cache),
       cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0 and 'damaged' not in proc.stderr
+
+
+# A command whose checkpoint save failed while a writer thread (as orbax's
+# can) waits forever: Python would join that thread at exit and hang.
+_STUCK_WRITER = """
+import threading
+from experiments import common
+from jaylyrics_jax.errors import JaylyricsError
+
+def main(argv):
+  threading.Thread(target=threading.Event().wait, name='writer').start()
+  raise JaylyricsError('Could not write checkpoint 7: the disk is full.')
+
+common.run(main)
+"""
+
+
+@pytest.mark.slow
+def test_a_failed_save_ends_the_process_whatever_threads_wait():
+  started = time.time()
+  proc = subprocess.run(
+      [sys.executable, '-c', _STUCK_WRITER, '--compilation_cache='], cwd=REPO,
+      env=_env(), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1
+  assert proc.stderr.strip() == ('error: Could not write checkpoint 7: the '
+                                 'disk is full.')
+  assert time.time() - started < 60
 
 
 def test_workdir_that_cannot_be_created(reference, tmp_path):
