@@ -6,6 +6,7 @@ Every figure is a median of timed repeats after compilation. With --json the
 last line is one JSON object holding every figure.
 """
 
+import dataclasses
 import json
 import os
 import platform
@@ -25,7 +26,6 @@ from jaylyrics_jax import batching
 from jaylyrics_jax import evaluation
 from jaylyrics_jax import inference
 from jaylyrics_jax import mixture_step
-from jaylyrics_jax import sampling
 
 SHARED_CORPUS = os.path.join('..', 'shared', 'data', 'jaychou', 'origin.txt')
 
@@ -54,6 +54,13 @@ CONFIG_SHAPES = {
     'large': dict(model=dict(embedding_size=100, rnn_size=512, num_layers=2),
                   batch_size=64, seq_length=64),
 }
+
+
+def _corpus_text() -> str | None:
+  for path in (SHARED_CORPUS, jl.corpus.DEFAULT_CORPUS_PATH):
+    if os.path.exists(path):
+      return jl.load_clean_text(path)
+  return None
 
 
 def _corpus_ids() -> tuple[np.ndarray, int, str]:
@@ -198,24 +205,39 @@ MIXTURE = inference.MixtureSpec(weights=(0.5, 0.1, 0.2, 0.2), cache_size=300,
 
 
 def time_sampling(ids, vocab_size, repeats) -> dict:
+  """Sampling after compilation: plain, with the mixture, with every
+  decoding control on (line form, rhyme, no-repeat, max-copy), and best-of-16
+  with every control (16 candidates in one call, scored on the host)."""
   config = jl.ModelConfig(vocab_size=vocab_size)
   params = jl.init_params(config, jax.random.key(0))
-  seed = np.array([1, 2], np.int32)
+  # The real vocabulary when the corpus is here (rhyme table, line bounds).
+  text = _corpus_text()
+  vocab = (jl.build_vocabulary(text) if text else
+           jl.Vocabulary(tuple(chr(0x4e00 + i) for i in range(vocab_size - 1))
+                         + (' ',)))
+  train = text[:int(0.9 * len(text))] if text else None
   kn = inference.kneser_ney(ids[:int(0.9 * len(ids))], vocab_size,
                             MIXTURE.ngram_order)
   mixture = mixture_step.device_mixture(MIXTURE, kn)
+  plain = jl.SamplingConfig(mixture='tuned').controls_off()
+  controlled = jl.SamplingConfig(mixture='tuned')
   out = {}
-  for name, n, mix in (('sample_200_ms', 1, None),
-                       ('sample_64x200_ms', 64, None),
-                       ('sample_200_mixture_ms', 1, mixture)):
-    run = lambda k, n=n, mix=mix: sampling.sample_tokens(
-        params, config, seed, jax.random.key(k), 200, jl.SamplingConfig(),
-        num_samples=n, mixture=mix)
+  for name, n, mix, c in (
+      ('sample_200_ms', 1, None, plain),
+      ('sample_64x200_ms', 64, None, plain),
+      ('sample_200_mixture_ms', 1, mixture, plain),
+      ('sample_200_controlled_ms', 1, None, controlled),
+      ('best_of_16_ms', 1, None, dataclasses.replace(controlled,
+                                                     best_of=16))):
+    run = lambda k, n=n, mix=mix, c=c: jl.sample_text(
+        params, config, vocab, vocab.chars[1] + vocab.chars[2],
+        jax.random.key(k), 200, c, num_samples=n, mixture=mix,
+        train_text=train)
     run(0)  # Compile.
     times = []
     for k in range(max(repeats, 5)):
       start = time.perf_counter()
-      run(k + 1)  # sample_tokens returns numpy: the device work is done.
+      run(k + 1)  # sample_text returns text: the device work is done.
       times.append((time.perf_counter() - start) * 1e3)
     out[name] = statistics.median(times)
   return out
@@ -318,7 +340,9 @@ def main(argv):
   print(f"sample 200 chars: {figures['sample_200_ms']:.1f} ms; 64 x 200 in "
         f"one call: {figures['sample_64x200_ms']:.1f} ms; 200 chars from the "
         f"model mixed with its caches and a 6-gram: "
-        f"{figures['sample_200_mixture_ms']:.1f} ms", flush=True)
+        f"{figures['sample_200_mixture_ms']:.1f} ms; with every decoding "
+        f"control: {figures['sample_200_controlled_ms']:.1f} ms; best of 16 "
+        f"with every control: {figures['best_of_16_ms']:.1f} ms", flush=True)
   figures['eval_chars_per_s'] = time_evaluation(ids, vocab_size,
                                                 REPEATS.value)
   print(f"evaluate: {figures['eval_chars_per_s']:,.0f} chars/s", flush=True)

@@ -25,6 +25,7 @@ SEEDS = flags.DEFINE_list(
     'seeds', ['从前', '天空', '我们', '爱情', '回忆', '下雨', '夜晚', '微风'],
     'Seed texts; the samples are shared out evenly among them.')
 JSON = flags.DEFINE_bool('json', False, 'End with one JSON line.')
+flags.FLAGS.set_default('num_samples', 32)
 
 
 def main(argv):
@@ -56,13 +57,13 @@ def main(argv):
              'validation': realism.report(pieces, judge)}
   print(f'{len(texts)} samples ({per_seed} per seed, {length} characters on '
         f'average) against {len(pieces)} pieces of the validation text; '
-        f'mixture={sf.describe(run.mixture.spec)}')
+        f'mixture={sf.describe(sf.generation_spec(run, config))}')
   print(realism.format_table(columns))
   for text in texts[::per_seed][:3]:
     print('  ' + text)
   if JSON.value:
     columns['settings'] = dict(config.__dict__, seeds=seeds, step=model.step,
-                               mixture=sf.describe(run.mixture.spec))
+                               mixture=sf.describe(sf.generation_spec(run, config)))
     print(json.dumps(columns, ensure_ascii=False))
 
 

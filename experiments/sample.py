@@ -67,7 +67,7 @@ def main(argv):
   settings = ' '.join(f'{k}={v}' for k, v in config.__dict__.items())
   header = (f'# {stamp} step {model.step} seed={sf.SEED.value!r} '
             f'rng_seed={common.RNG_SEED.value} {settings} '
-            f'mixture={sf.describe(run.mixture.spec)}')
+            f'mixture={sf.describe(sf.generation_spec(run, config))}')
   with open(os.path.join(common.WORKDIR.value, 'samples.txt'), 'a',
             encoding='utf-8') as f:
     f.write(header + '\n' + '\n'.join(texts) + '\n\n')

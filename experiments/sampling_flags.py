@@ -17,6 +17,7 @@ from experiments.inference_flags import NGRAM_ORDER
 import jaylyrics_jax as jl
 from jaylyrics_jax import config as config_lib
 from jaylyrics_jax import inference
+from jaylyrics_jax import mixture_step
 from jaylyrics_jax import rhyme
 
 _D = jl.SamplingConfig()
@@ -136,6 +137,11 @@ def load_run() -> Run:
     common.warn(f'{e} The controls that need it fall back.')
     train_text = valid_text = None
   return Run(model, mixture, train_text, valid_text)
+
+
+def generation_spec(run: Run, config: jl.SamplingConfig):
+  """The part of the run's default inference that `config` draws from."""
+  return mixture_step.for_generation(run.mixture.spec, config.mixture)
 
 
 def describe(spec) -> str:

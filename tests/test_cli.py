@@ -53,17 +53,41 @@ def test_sample_is_reproducible(trained):
   again = _run('sample', *args, '--rng_seed=1', cache=cache).stdout
   other = _run('sample', *args, '--rng_seed=2', cache=cache).stdout
   assert one == again != other
-  text, rate_line = one.strip().splitlines()
+  text, rate_line, realism_line = one.strip().splitlines()
   assert text.startswith('春天') and len(text) == 62
   assert rate_line.startswith('copy rate') and rate_line.endswith('%')
+  assert realism_line.startswith('realism: line length')
   with open(workdir / 'samples.txt', encoding='utf-8') as f:
     written = f.read()
   assert written.count(text) == 2
-  # By default from the inference `train` tuned and stored in the checkpoint.
-  assert '*cache' in written and '*ngram6' in written
+  # By default from the model and the n-gram `train` tuned and stored in the
+  # checkpoint; the caches only when asked for.
+  assert '*ngram6' in written and '*cache' not in written
+  tuned = _run('sample', *args, '--rng_seed=1', '--mixture=tuned',
+               cache=cache).stdout
+  with open(workdir / 'samples.txt', encoding='utf-8') as f:
+    assert '*cache' in f.read()
   plain = _run('sample', *args, '--rng_seed=1', '--cache_size=0',
                '--ngram_order=0', cache=cache).stdout
-  assert plain != one
+  assert len({plain, one, tuned}) == 3
+
+
+def test_sample_writes_lines_and_judge_reports(trained):
+  _, workdir, _, cache = trained
+  out = _run('sample', '--seed=春', '--lines=3', '--min_line=2',
+             '--max_line=5', '--rhyme=花', f'--workdir={workdir}',
+             cache=cache).stdout
+  lines = out.split('\ncopy rate')[0].strip().splitlines()
+  assert len(lines) == 3 and all(2 <= len(line) <= 5 for line in lines), out
+  proc = _run('judge', '--seeds=春,夏', '--num_samples=4', '--length=40',
+              '--json', f'--workdir={workdir}', cache=cache)
+  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  for column in ('samples', 'validation'):
+    assert set(report[column]) == {
+        'mean_line_length', 'one_char_lines', 'self_repetition',
+        'training_copies', 'rhyme_rate', 'identical_ends', 'distinct_2',
+        'rare_chars', 'fluency_bpc'}
+  assert report['samples']['self_repetition'] == 0.0
 
 
 def test_sample_needs_the_corpus_for_its_ngram(trained, tmp_path):
@@ -113,6 +137,9 @@ def test_plot_writes_png(trained):
     ('train', ['--corpus={tmp}/empty.txt'], 'is empty'),
     ('sample', ['--sampling=best'], 'weighted|argmax|combined'),
     ('sample', ['--temperature=0'], '--temperature must be > 0'),
+    ('sample', ['--rhyme=xyz'], '--rhyme='),
+    ('sample', ['--no_repeat_ngram=1'], '--no_repeat_ngram must be'),
+    ('sample', ['--min_line=9', '--max_line=3'], '--min_line (9)'),
     ('sample', ['--top_p=1.5'], '--top_p must be in (0, 1]'),
     ('sample', ['--length=0'], '--length=0'),
     ('sample', ['--seed='], '--seed must not be empty'),
