@@ -42,6 +42,7 @@ def __getattr__(name):  # `checkpointing.ocp` for callers and tests.
 
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = 'checkpoints'
+WHICH = ('best', 'latest')  # The checkpoints `restore` can pick.
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -107,7 +108,7 @@ def save(manager: 'ocp.CheckpointManager', step: int, state: Any,
     raise JaylyricsError(
         f'Could not write checkpoint {step} to {manager.directory} '
         f'({type(e).__name__}: {reason}). Free disk space or fix the '
-        'permissions, then run again with --resume: the previous '
+        'permissions, then run again with resume=True: the previous '
         'checkpoints are untouched.') from None
 
 
@@ -155,7 +156,8 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
     workdir: the run's folder.
     abstract_state_fn: builds the abstract state tree from the checkpoint's
       meta, so the arrays come back in their original containers.
-    which: 'latest' or 'best' (lowest valid loss); ignored when `step` is set.
+    which: 'latest' or 'best' (lowest valid loss); ignored when `step` is
+      set; anything else raises a `JaylyricsError`.
     step: restore exactly this step.
     warn: called with a message for every damaged checkpoint skipped.
     move_damaged: move damaged steps into `<workdir>/damaged_checkpoints/`
@@ -166,20 +168,22 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
   Returns:
     (state, meta, step).
   """
+  if which not in WHICH:
+    raise JaylyricsError(
+        f'which={which!r}: must be one of {", ".join(map(repr, WHICH))}.')
   directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     raise JaylyricsError(
         f'No checkpoint in {workdir!r} (no {CHECKPOINT_DIR}/ folder). Train '
-        'first with `python -m experiments.train`, or pass the --workdir of '
-        'a finished run.')
+        'first (`train`, or `save_model` after a loop of your own), or pass '
+        'the workdir= of a finished run.')
   manager = open_manager(workdir, for_writing=False)
   try:
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
       raise JaylyricsError(
-          f'No complete checkpoint in {directory!r}. Train first with '
-          '`python -m experiments.train`, or pass the --workdir of a finished '
-          'run.')
+          f'No complete checkpoint in {directory!r}. Train first, or pass '
+          'the workdir= of a finished run.')
     if step is not None:
       if step not in steps:
         raise JaylyricsError(
