@@ -9,6 +9,7 @@ vocabulary, from a training loop of your own). `load_model`, `evaluate`,
 
 import dataclasses
 import math
+import operator
 import os
 from typing import Any, Callable
 
@@ -153,8 +154,13 @@ def save_model(workdir: str, params: Any, model_config: ModelConfig,
         'params do not have the shapes of CharLM(model_config): pass the '
         "parameters themselves (the dict inside {'params': ...}) and the "
         'model_config they were built with.')
-  if not isinstance(step, int) or step < 0:
+  try:
+    index = operator.index(step)  # int, numpy or 0-d jax integers.
+  except TypeError:
+    index = -1
+  if index < 0:
     raise JaylyricsError(f'step={step!r}: must be an integer >= 0.')
+  step = index
   if step in checkpointing.saved_steps(workdir):
     raise JaylyricsError(
         f'Checkpoint step {step} is already in {workdir!r}: pass a new '
