@@ -242,6 +242,8 @@ def _library_errors(corpus_path, used_workdir, tmp_path):
       (lambda: jl.save_model(str(tmp_path / 's'), jl.init_params(
           model, jax.random.key(0)), model, jl.build_vocabulary('春夏')),
        'vocab_size=5'),
+      (lambda: jl.save_model(str(tmp_path / 's'), jl.init_params(
+          model, jax.random.key(0)), model, vocab, step=2.5), 'step=2.5'),
       (lambda: train(workdir=used_workdir), 'resume=True'),
       (lambda: train(jl.ModelConfig(vocab_size=3)), 'vocab_size=0'),
       (lambda: train(batch_size=64, seq_length=64), 'at least'),
