@@ -12,16 +12,24 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import config_flags
 from jaylyrics_jax import runtime
 from jaylyrics_jax.errors import explain_failure
+from jaylyrics_jax.config import TrainConfig
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.workdir_lock import WorkdirLockError
 
-WORKDIR = flags.DEFINE_string(
-    'workdir', 'runs/lstm',
-    'Folder of the run: checkpoints/, log.jsonl, loss.png, samples.txt.')
+# Defaults and help from the library's TrainConfig (one source); train.py's
+# generated TrainConfig flags reuse these two.
+WORKDIR = flags.DEFINE_string('workdir', TrainConfig.workdir,
+                              config_flags.field_help(TrainConfig, 'workdir'))
 RNG_SEED = flags.DEFINE_integer(
-    'rng_seed', 0, 'Seed of the random number generator (PRNG key).')
+    'rng_seed', TrainConfig.rng_seed,
+    config_flags.field_help(TrainConfig, 'rng_seed'))
+
+# Library arguments that entry points pass on from differently named flags.
+config_flags.rename_arguments({'unknown': 'unknown_chars',
+                               'corpus_path': 'corpus'})
 COMPILATION_CACHE = flags.DEFINE_string(
     'compilation_cache', runtime.default_cache_dir(),
     'Folder of the persistent XLA compilation cache; empty turns it off.')
@@ -51,8 +59,13 @@ def exit_now(code: int, grace: float = 2.0) -> None:
 
 
 def fail(message: str) -> None:
-  """Prints one paragraph naming the problem and the fix, then exits 1."""
-  print('error: ' + message, file=sys.stderr, flush=True)
+  """Prints one paragraph naming the problem and the fix, then exits 1.
+
+  The library names its Python arguments (`batch_size=0`); they are shown
+  as the flags that set them (`--batch_size=0`).
+  """
+  print('error: ' + config_flags.to_flag_names(message), file=sys.stderr,
+        flush=True)
   exit_now(1)
 
 

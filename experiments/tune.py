@@ -2,8 +2,9 @@ r"""Tunes a run's inference mixture on its validation text.
 
   python -m experiments.tune --workdir=runs/best [--corpus=PATH] [--ngram_order=6]
 
-`experiments.train` does this itself after a single-process run; run it by
-hand after a multi-process run, or to change the n-gram order. Writes
+`experiments.train` (the library's `train`) does this itself after a
+single-process run; run it by hand after a multi-process run, to change the
+n-gram order, or for a model written by `save_model` with its corpus. Writes
 the settings into the tuned checkpoint step (its `inference` item) and prints
 the validation scores as JSON.
 """
@@ -18,7 +19,8 @@ from jaylyrics_jax import inference
 CORPUS = flags.DEFINE_string(
     'corpus', None, 'The run\'s training corpus (default: the path recorded '
     'in the checkpoint).')
-NGRAM_ORDER = flags.DEFINE_integer('ngram_order', 6,
+NGRAM_ORDER = flags.DEFINE_integer('ngram_order',
+                                   inference.DEFAULT_NGRAM_ORDER,
                                    'Kneser-Ney order (0 = no n-gram).',
                                    lower_bound=0, upper_bound=8)
 

@@ -6,6 +6,12 @@ The library takes plain dataclasses and arrays and never reads flags:
     result = jl.train('lyrics.txt', jl.ModelConfig(), jl.TrainConfig(workdir='runs/x'))
     m = jl.load_model('runs/x')
     print(jl.sample_text(m.params, m.model_config, m.vocab, '从前', jax.random.key(0))[0])
+
+A loop of your own: `create_train_state` and `make_train_step` with any optax
+optimizer, `score_text` for per-character log-probabilities and hidden
+states, `save_model` so `load_model` and the command line can use the result
+(README.md, "Library"). Errors are `JaylyricsError`s naming the Python
+argument to change.
 """
 
 from jaylyrics_jax.batching import epoch_batches
@@ -23,6 +29,8 @@ from jaylyrics_jax.corpus import resolve_corpus
 from jaylyrics_jax.corpus import split_train_valid
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.evaluation import evaluate_text
+from jaylyrics_jax.evaluation import score_text
+from jaylyrics_jax.evaluation import TextScores
 from jaylyrics_jax.model import CharLM
 from jaylyrics_jax.model import init_params
 from jaylyrics_jax.model import zero_carries
@@ -37,6 +45,7 @@ from jaylyrics_jax.realism import report as realism_report
 from jaylyrics_jax.sampling import generate
 from jaylyrics_jax.saved_model import load_model
 from jaylyrics_jax.saved_model import LoadedModel
+from jaylyrics_jax.saved_model import save_model
 from jaylyrics_jax.trainer import train
 from jaylyrics_jax.trainer import TrainResult
 from jaylyrics_jax.training import create_train_state
@@ -65,6 +74,8 @@ __all__ = [
     'split_train_valid',
     'JaylyricsError',
     'evaluate_text',
+    'score_text',
+    'TextScores',
     'CharLM',
     'init_params',
     'zero_carries',
@@ -79,6 +90,7 @@ __all__ = [
     'SamplingConfig',
     'load_model',
     'LoadedModel',
+    'save_model',
     'train',
     'TrainResult',
     'create_train_state',

@@ -37,15 +37,15 @@ def epoch_batches(ids: np.ndarray, batch_size: int, seq_length: int,
   """
   if batch_size < 1 or seq_length < 1:
     raise JaylyricsError(
-        f'batch_size and seq_length must be positive, got {batch_size} and '
-        f'{seq_length}.')
+        f'batch_size={batch_size}, seq_length={seq_length}: both must be '
+        'positive integers.')
   n = num_batches(len(ids), batch_size, seq_length, offset)
   if n == 0:
     raise JaylyricsError(
         f'The training text has {len(ids)} characters, fewer than one batch '
         f'needs: batch_size * seq_length + 1 = '
         f'{min_chars(batch_size, seq_length) + offset}. Use a longer corpus '
-        'or smaller --batch_size/--seq_length.')
+        f'or a smaller batch_size={batch_size} or seq_length={seq_length}.')
   used = n * batch_size * seq_length
   ids = np.asarray(ids, dtype=np.int32)
   streams_x = ids[offset:offset + used].reshape(batch_size, n, seq_length)

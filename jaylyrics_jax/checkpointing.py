@@ -50,6 +50,7 @@ FORMAT_VERSION = 1
 _ENVIRONMENT_ERRORS = (errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT,
                        errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 CHECKPOINT_DIR = 'checkpoints'
+WHICH = ('best', 'latest')  # The checkpoints `restore` can pick.
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -115,8 +116,8 @@ def save(manager: 'ocp.CheckpointManager', step: int, state: Any,
     cause, fix = explain_failure(e)
     raise JaylyricsError(
         f'Could not write checkpoint {step} to {manager.directory}: {cause}. '
-        f'{fix}, then resume the run (`resume=True`, or `--resume` on the '
-        'command line): the previous checkpoints are untouched.') from e
+        f'{fix}, then resume the run (resume=True): the previous checkpoints '
+        'are untouched.') from e
 
 
 def close_manager(manager: 'ocp.CheckpointManager', failed: bool,
@@ -197,7 +198,8 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
     workdir: the run's folder.
     abstract_state_fn: builds the abstract state tree from the checkpoint's
       meta, so the arrays come back in their original containers.
-    which: 'latest' or 'best' (lowest valid loss); ignored when `step` is set.
+    which: 'latest' or 'best' (lowest valid loss); ignored when `step` is
+      set; anything else raises a `JaylyricsError`.
     step: restore exactly this step.
     warn: called with a message for every damaged checkpoint skipped.
     move_damaged: move damaged steps into `<workdir>/damaged_checkpoints/`
@@ -208,20 +210,22 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
   Returns:
     (state, meta, step).
   """
+  if which not in WHICH:
+    raise JaylyricsError(
+        f'which={which!r}: must be one of {", ".join(map(repr, WHICH))}.')
   directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     raise JaylyricsError(
         f'No checkpoint in {workdir!r} (no {CHECKPOINT_DIR}/ folder). Train '
-        'first with `python -m experiments.train`, or pass the --workdir of '
-        'a finished run.')
+        'first (`train`, or `save_model` after a loop of your own), or pass '
+        'the workdir= of a finished run.')
   manager = open_manager(workdir, for_writing=False)
   try:
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
       raise JaylyricsError(
-          f'No complete checkpoint in {directory!r}. Train first with '
-          '`python -m experiments.train`, or pass the --workdir of a finished '
-          'run.')
+          f'No complete checkpoint in {directory!r}. Train first, or pass '
+          'the workdir= of a finished run.')
     if step is not None:
       if step not in steps:
         raise JaylyricsError(

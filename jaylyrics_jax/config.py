@@ -1,4 +1,13 @@
-"""Frozen configuration dataclasses; the library's only settings."""
+"""Frozen configuration dataclasses; the library's only settings.
+
+Every field carries its help text in `dataclasses.field(metadata={'help':
+...})` (and `'choices'` where it takes one of a few strings), and every
+check lives once, in `__post_init__`: an invalid config cannot be built.
+`experiments/config_flags.py` turns these fields into absl flags, so the
+defaults, help and checks of the command line are these.
+
+Error messages name the Python argument (`cell='LSTM'`), never a flag.
+"""
 
 import dataclasses
 from typing import Any
@@ -8,54 +17,78 @@ from jaylyrics_jax.errors import JaylyricsError
 CELLS = ('lstm', 'gru', 'rnn')
 
 
+def _field(default: Any, help_text: str, **metadata: Any) -> Any:
+  return dataclasses.field(default=default,
+                           metadata=dict(help=help_text, **metadata))
+
+
 def _positive(name: str, value: int) -> None:
   if value < 1:
-    raise JaylyricsError(f'{name} must be a positive integer, got {value}.')
+    raise JaylyricsError(f'{name}={value!r}: must be a positive integer.')
+
+
+def _at_least_zero(name: str, value: float) -> None:
+  if not value >= 0:
+    raise JaylyricsError(f'{name}={value!r}: must be >= 0.')
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """The shape of a `CharLM`; stored in every checkpoint."""
-  vocab_size: int = 0  # 0: taken from the corpus by `train`.
-  embedding_size: int = 100
-  rnn_size: int = 128
-  num_layers: int = 2
-  cell: str = 'lstm'
-  dropout: float = 0.0
-  # Standard deviation of the embedding's normal init; 0 = flax's default
-  # (variance scaling, std 1/sqrt(embedding_size)).
-  embed_init_std: float = 0.0
-  # Attention/copy over the last attn_length positions (0 = off).
-  attn_length: int = 0
-  attn_size: int = 64
-  # Attention models: weight of the softmax-alone loss added to the training
-  # loss, so the recurrent model stays a good model without copying too.
-  softmax_loss_weight: float = 0.0
-  # Copy only from positions at least this far back (1 = all). A decoding
-  # setting: `SamplingConfig.min_copy_distance` raises it for generation.
-  attn_min_distance: int = 1
+  """The shape of a `CharLM`; stored in every checkpoint.
+
+  `vocab_size=0` means "not known yet": `train` takes it from the corpus,
+  and anything that builds a model (`CharLM`, `init_params`,
+  `make_train_step`, ...) refuses it with a `JaylyricsError`. Set it with
+  `dataclasses.replace(config, vocab_size=vocab.size)`.
+  """
+  vocab_size: int = _field(
+      0, 'Characters in the vocabulary; 0 = taken from the corpus by train.')
+  embedding_size: int = _field(100, 'Character embedding size.')
+  rnn_size: int = _field(128, 'Hidden units per layer.')
+  num_layers: int = _field(2, 'Recurrent layers.')
+  cell: str = _field('lstm', 'Recurrent cell.', choices=CELLS)
+  dropout: float = _field(
+      0.0, 'Dropout rate between layers and before the output, in [0, 1).')
+  embed_init_std: float = _field(
+      0.0, "Std of the embedding's normal init (0 = flax default, "
+      '1/sqrt(embedding_size)).')
+  attn_length: int = _field(
+      0, 'Attend over (and copy from) the last N positions, carried across '
+      'windows; 0 = no attention.')
+  attn_size: int = _field(64, 'Query/key size of the attention.')
+  softmax_loss_weight: float = _field(
+      0.0, 'With attention: weight of the loss of the softmax alone (no '
+      'copying) added to the training objective, so the recurrent model '
+      'stays a good model without copying too.')
+  attn_min_distance: int = _field(
+      1, 'With attention: copy only from positions at least this far back '
+      '(1 = all). A decoding setting: SamplingConfig.min_copy_distance '
+      'raises it for generation.')
 
   def __post_init__(self):
-    if self.attn_length < 0:
-      raise JaylyricsError(
-          f'--attn_length must be >= 0, got {self.attn_length}.')
-    _positive('--attn_size', self.attn_size)
-    _positive('attn_min_distance', self.attn_min_distance)
-    if self.softmax_loss_weight < 0:
-      raise JaylyricsError('--softmax_loss_weight must be >= 0, got '
-                           f'{self.softmax_loss_weight}.')
-    if self.embed_init_std < 0:
-      raise JaylyricsError(
-          f'--embed_init_std must be >= 0, got {self.embed_init_std}.')
     if self.vocab_size < 0:
-      raise JaylyricsError(f'vocab_size must be >= 0, got {self.vocab_size}.')
-    for name in ('embedding_size', 'rnn_size', 'num_layers'):
-      _positive(f'--{name}', getattr(self, name))
+      raise JaylyricsError(
+          f'vocab_size={self.vocab_size!r}: must be >= 0 (0: taken from the '
+          'corpus by train).')
+    for name in ('embedding_size', 'rnn_size', 'num_layers', 'attn_size',
+                 'attn_min_distance'):
+      _positive(name, getattr(self, name))
     if self.cell not in CELLS:
       raise JaylyricsError(
-          f'--rnncell must be one of {", ".join(CELLS)}, got {self.cell!r}.')
+          f'cell={self.cell!r}: must be one of '
+          f'{", ".join(repr(c) for c in CELLS)}.')
     if not 0.0 <= self.dropout < 1.0:
-      raise JaylyricsError(f'--dropout must be in [0, 1), got {self.dropout}.')
+      raise JaylyricsError(f'dropout={self.dropout!r}: must be in [0, 1).')
+    for name in ('embed_init_std', 'attn_length', 'softmax_loss_weight'):
+      _at_least_zero(name, getattr(self, name))
+
+  def require_vocab(self) -> None:
+    """Raises a `JaylyricsError` unless `vocab_size` is set (>= 1)."""
+    if self.vocab_size < 1:
+      raise JaylyricsError(
+          'ModelConfig(vocab_size=0) cannot build a model: set it to the '
+          'vocabulary size, e.g. dataclasses.replace(model_config, '
+          'vocab_size=vocab.size) (train does this from the corpus).')
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -68,41 +101,53 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """How to train; everything a run needs besides the model shape."""
-  workdir: str = 'runs/lstm'
-  batch_size: int = 32
-  seq_length: int = 16
-  num_epochs: int = 50
-  learning_rate: float = 1e-3
-  decay_rate: float = 1.0
-  grad_clip: float = 5.0
-  rng_seed: int = 0
-  save_every: int = 1000
-  keep_checkpoints: int = 5
-  patience: int = 5
-  valid_fraction: float = 0.1
-  random_offset: bool = False
-  num_devices: int = 0  # Devices in the data mesh; 0 = all there are.
+  workdir: str = _field(
+      'runs/lstm',
+      'Folder of the run: checkpoints/, log.jsonl, loss.png, samples.txt.')
+  batch_size: int = _field(32, 'Parallel text streams.')
+  seq_length: int = _field(
+      16, 'Characters per window (truncated BPTT length).')
+  num_epochs: int = _field(50, 'Epochs to train.')
+  learning_rate: float = _field(1e-3, 'Adam step size.')
+  decay_rate: float = _field(
+      1.0, 'Learning rate multiplier per epoch, in (0, 1] (1.0 = constant).')
+  grad_clip: float = _field(5.0, 'Global gradient-norm clip.')
+  rng_seed: int = _field(
+      0, 'Seed of the random number generator (PRNG key).')
+  save_every: int = _field(
+      1000, 'Save a checkpoint every this many steps (and at every epoch '
+      'end).')
+  keep_checkpoints: int = _field(
+      5, 'Newest checkpoints kept (the best is kept too).')
+  patience: int = _field(
+      5, 'Stop after this many epochs without a better valid loss (0 = '
+      'never).')
+  valid_fraction: float = _field(
+      0.1, 'Share of the cleaned text, at its end, kept for validation, in '
+      '[0, 1).')
+  random_offset: bool = _field(
+      False, 'Start each epoch at a random offset below seq_length.')
+  num_devices: int = _field(
+      0, 'Devices in the data-parallel mesh (batch streams are split over '
+      'them); 0 = every device, of every process.')
 
   def __post_init__(self):
-    if self.num_devices < 0:
-      raise JaylyricsError(
-          f'--num_devices must be >= 0, got {self.num_devices}.')
+    if not self.workdir:
+      raise JaylyricsError("workdir='': name the run's folder.")
     for name in ('batch_size', 'seq_length', 'num_epochs', 'save_every',
                  'keep_checkpoints'):
-      _positive(f'--{name}', getattr(self, name))
-    if self.learning_rate <= 0:
-      raise JaylyricsError(
-          f'--learning_rate must be positive, got {self.learning_rate}.')
+      _positive(name, getattr(self, name))
+    for name in ('learning_rate', 'grad_clip'):
+      if not getattr(self, name) > 0:
+        raise JaylyricsError(f'{name}={getattr(self, name)!r}: must be > 0.')
     if not 0.0 < self.decay_rate <= 1.0:
       raise JaylyricsError(
-          f'--decay_rate must be in (0, 1], got {self.decay_rate}.')
-    if self.grad_clip <= 0:
-      raise JaylyricsError(f'--grad_clip must be positive, got {self.grad_clip}.')
-    if self.patience < 0:
-      raise JaylyricsError(f'--patience must be >= 0, got {self.patience}.')
+          f'decay_rate={self.decay_rate!r}: must be in (0, 1].')
+    for name in ('patience', 'num_devices'):
+      _at_least_zero(name, getattr(self, name))
     if not 0.0 <= self.valid_fraction < 1.0:
       raise JaylyricsError(
-          f'--valid_fraction must be in [0, 1), got {self.valid_fraction}.')
+          f'valid_fraction={self.valid_fraction!r}: must be in [0, 1).')
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)

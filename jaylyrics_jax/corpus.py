@@ -64,7 +64,7 @@ def read_text_file(path: str, what: str = 'corpus') -> str:
   if not os.path.exists(path):
     raise JaylyricsError(
         f'The {what} file {path!r} does not exist. Check the path, or pass '
-        f'another file with --{"corpus" if what == "corpus" else "text_file"}.')
+        'another file.')
   if os.path.isdir(path):
     raise JaylyricsError(
         f'The {what} path {path!r} is a directory, not a text file. Pass the '
@@ -123,13 +123,13 @@ def download_corpus(path: str = DEFAULT_CORPUS_PATH,
     raise JaylyricsError(
         f'The corpus {path!r} is missing and could not be downloaded from '
         f'{url} ({reason}). Download that file by hand to {path!r}, or pass '
-        'a local lyrics file with --corpus=PATH.') from None
+        'a local lyrics file as corpus_path=.') from None
   digest = sha256_of(data)
   if digest != sha256:
     raise JaylyricsError(
         f'The file downloaded from {url} has SHA-256 {digest}, expected '
-        f'{sha256}; it was not saved. Retry, or pass a local lyrics file with '
-        '--corpus=PATH.')
+        f'{sha256}; it was not saved. Retry, or pass a local lyrics file as '
+        'corpus_path=.')
   directory = os.path.dirname(path) or '.'
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix='.origin.', suffix='.tmp')
@@ -160,6 +160,6 @@ def split_train_valid(text: str, valid_fraction: float) -> tuple[str, str]:
   """Splits off the last `valid_fraction` of the text for validation."""
   if not 0.0 <= valid_fraction < 1.0:
     raise JaylyricsError(
-        f'valid_fraction must be in [0, 1), got {valid_fraction}.')
+        f'valid_fraction={valid_fraction!r}: must be in [0, 1).')
   n_valid = int(round(len(text) * valid_fraction))
   return text[:len(text) - n_valid], text[len(text) - n_valid:]

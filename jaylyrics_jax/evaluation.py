@@ -85,6 +85,49 @@ def stream_outputs(params: Any, model_config: ModelConfig,
   return nll, hidden
 
 
+@dataclasses.dataclass(frozen=True)
+class TextScores:
+  """Per-character scores of a text of N characters (see `score_text`).
+
+  log_probs: <float32>[N], natural log of the probability the model gave
+    each character, from the text before it; NaN where the character is
+    outside the vocabulary.
+  mask: <bool>[N], true where the character is in the vocabulary (the
+    positions every average uses).
+  hidden: <float32>[N, rnn_size], the top layer's output after reading the
+    character before position i (the state that predicted character i).
+  """
+  log_probs: np.ndarray
+  mask: np.ndarray
+  hidden: np.ndarray
+
+
+def score_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
+               text: str) -> TextScores:
+  """Scores `text` character by character as one stream.
+
+  The same stream as `evaluate_text` (a ' ' context first, the carry passed
+  along; unknown input characters fed as id 0), so
+  `-scores.log_probs[scores.mask].mean()` is `evaluate_text(...)['loss']`.
+
+  Args:
+    params: the model's parameters (`LoadedModel.params`, `state.params`).
+    model_config: its shape.
+    vocab: its vocabulary.
+    text: cleaned text (see `clean_text`), N characters.
+  Returns:
+    `TextScores` with log_probs <float32>[N], mask <bool>[N] and hidden
+    <float32>[N, rnn_size].
+  """
+  arrays = stream_arrays(text, vocab)
+  if not len(arrays.targets):
+    return TextScores(np.zeros(0, np.float32), np.zeros(0, bool),
+                      np.zeros((0, model_config.rnn_size), np.float32))
+  nll, hidden = stream_outputs(params, model_config, arrays)
+  log_probs = np.where(arrays.mask, -nll, np.nan).astype(np.float32)
+  return TextScores(log_probs, arrays.mask, hidden)
+
+
 def evaluate_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
                   text: str) -> dict[str, float]:
   """Scores cleaned `text`: {'bpc', 'ppl', 'oov_rate', 'chars', 'loss'}."""

@@ -45,6 +45,7 @@ COMPONENTS = ('model', 'cache', 'ngram', 'ngram_cache')
 CACHE_WINDOWS = (300, 500, 1000, 2000)
 CACHE_THETAS = (3.0, 10.0, 30.0, 100.0)
 NGRAM_CACHE_ORDERS = (5, 6, 7)
+DEFAULT_NGRAM_ORDER = 6  # The Kneser-Ney order `train` and `tune_run` tune.
 
 
 def read_inference_config(model: LoadedModel) -> InferenceConfig | None:
@@ -63,18 +64,26 @@ def run_corpus_split(model: LoadedModel,
                      corpus_path: str | None) -> tuple[str, str]:
   """(train, valid) text of the run's corpus, checked by its SHA-256."""
   meta = model.meta
+  if not meta.get('corpus_sha256'):
+    raise JaylyricsError(
+        f'Checkpoint {model.step} was saved without its corpus; the n-grams '
+        'and the tuning need it. Save it again with save_model and its '
+        'corpus_path, or pass ngram_order=0 to score without n-grams.')
   corpus_path = corpus_path or meta.get('corpus_path')
   if not corpus_path or not os.path.exists(corpus_path):
     raise JaylyricsError(
         f'The training corpus of this run ({corpus_path!r}) is not here. Pass '
-        'it with --corpus, or --ngram_order=0 to score without n-grams.')
+        'it as corpus_path=, or ngram_order=0 to score without n-grams.')
   text = load_clean_text(corpus_path)
   if sha256_of(text.encode('utf-8')) != meta['corpus_sha256']:
     raise JaylyricsError(
         f'{corpus_path!r} is not the corpus this run was trained on (its '
-        'cleaned text differs). Pass the right file with --corpus, or '
-        '--ngram_order=0.')
-  return split_train_valid(text, meta['train_config']['valid_fraction'])
+        'cleaned text differs). Pass the right file as corpus_path=, or '
+        'ngram_order=0.')
+  train_config = meta.get('train_config')
+  valid_fraction = (train_config['valid_fraction'] if train_config
+                    else meta['valid_fraction'])
+  return split_train_valid(text, valid_fraction)
 
 
 def training_ids(model: LoadedModel, corpus_path: str | None) -> np.ndarray:
@@ -250,18 +259,37 @@ def evaluate_components(model: LoadedModel, text: str,
 
 
 def tune_run(workdir: str, corpus_path: str | None = None,
-             ngram_order: int = 6, which: str = 'best',
+             ngram_order: int = DEFAULT_NGRAM_ORDER, which: str = 'best',
              warn=lambda message: None) -> tuple[InferenceConfig, dict]:
   """Tunes the run's best checkpoint on its own validation split.
 
   Stores the settings in that checkpoint step and returns them with the
-  validation scores of every component. Holds the workdir's lock meanwhile
-  (`workdir_lock.hold`): it writes into a checkpoint step, which a run still
-  training there could be removing.
+  validation scores of every component. `train` does this itself at its end
+  (`tune=True`); call it after a multi-process run, to change the n-gram
+  order, or for a model written by `save_model` with its `corpus_path`.
+  Holds the workdir's lock meanwhile (`workdir_lock.hold`): it writes into
+  a checkpoint step, which a run still training there could be removing.
 
+  Args:
+    workdir: the run's folder.
+    corpus_path: its training corpus (default: the path recorded in the
+      checkpoint).
+    ngram_order: the Kneser-Ney order mixed in (0 = no n-grams).
+    which: the checkpoint to tune, 'best' or 'latest'.
+    warn: called with a message for every damaged checkpoint skipped.
+  Returns:
+    (the settings, the validation scores of `evaluate_components`).
   Raises:
     WorkdirLockError: another run is writing the workdir; nothing changed.
   """
+  return _tune(workdir, corpus_path, ngram_order, which, warn)
+
+
+def _tune(workdir: str, corpus_path: str | None, ngram_order: int,
+          which: str, warn) -> tuple[InferenceConfig, dict]:
+  """`tune_run`'s work; takes no lock of its own, so `train` can call it."""
+  if ngram_order < 0:
+    raise JaylyricsError(f'ngram_order={ngram_order!r}: must be >= 0.')
   from jaylyrics_jax.saved_model import load_model  # pylint: disable=g-import-not-at-top
   with workdir_lock.hold(workdir):
     model = load_model(workdir, which=which, warn=warn)

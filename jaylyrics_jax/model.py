@@ -23,9 +23,12 @@ Carries = tuple[Any, ...]
 
 
 def zero_carries(config: ModelConfig, batch_size: int) -> Carries:
-  """Fresh all-zero carries, one per layer, each <float32>[batch, rnn_size].
+  """Fresh all-zero carries: a tuple with one entry per layer.
 
-  Always build a new one: a carry passed to a donating step is deleted.
+  An LSTM layer's entry is the pair `(c, h)`, each <float32>[batch,
+  rnn_size]; a GRU or RNN layer's is `h` <float32>[batch, rnn_size]. With
+  attention (`attn_length > 0`) a `PointerMemory` follows the layers. Always
+  build a new one: a carry passed to a donating step is deleted.
   """
   cell = _CELLS[config.cell](config.rnn_size, parent=None)
   # initialize_carry reads only shape[:-1] as the batch: (batch,) would drop it.
@@ -46,16 +49,18 @@ def last_hidden(carries: Carries) -> jax.Array:
 
 
 class CharLM(nn.Module):
-  """Character language model.
+  """Character language model: embedding, stacked RNN, softmax output.
 
-  Call with `tokens` <int32>[batch, time] and `carries` (see `zero_carries`);
-  returns logits <float32>[batch, time, vocab] and the carries after the last
-  step, so consecutive windows, evaluation and sampling continue one state.
-  With `return_hidden=True` also the top layer's outputs
-  <float32>[batch, time, rnn_size] (the neural cache's keys). With
-  `config.attn_length > 0` the returned logits are the log-probabilities of
-  the attention/copy mixture (see `pointer.py`), whose memory is the last
-  entry of the carries.
+  A Flax Linen module; its parameters are a plain dict (see `init_params`),
+  passed as the variables `{'params': params}`:
+
+      model = CharLM(config)                # config.vocab_size >= 1
+      params = init_params(config, jax.random.key(0))
+      logits, carries = model.apply({'params': params}, tokens,
+                                    zero_carries(config, tokens.shape[0]))
+
+  Attributes:
+    config: the model's shape; `vocab_size` must be set (>= 1).
   """
   config: ModelConfig
 
@@ -63,7 +68,34 @@ class CharLM(nn.Module):
   def __call__(self, tokens: jax.Array, carries: Carries,
                train: bool = False, return_hidden: bool = False,
                return_softmax_logits: bool = False):
+    """Runs the model over `tokens`, starting from `carries`.
+
+    Args:
+      tokens: <int32>[batch, time] character ids.
+      carries: the state before the first token, from `zero_carries(config,
+        batch)` or a previous call: a tuple with one entry per layer, an
+        LSTM layer's being `(c, h)` with each <float32>[batch, rnn_size], a
+        GRU or RNN layer's `h` <float32>[batch, rnn_size]; attention models
+        add a `PointerMemory` as the last entry.
+      train: apply dropout; then pass `rngs={'dropout': key}` to `apply`.
+      return_hidden: also return the top layer's outputs.
+      return_softmax_logits: also return the output layer's own logits
+        (before any attention/copy mixing).
+
+    Returns:
+      `(logits, carries)`, then `hidden` if `return_hidden`, then
+      `softmax_logits` if `return_softmax_logits`, in that order:
+        logits: <float32>[batch, time, vocab_size], unnormalised scores of
+          the next character (with `attn_length > 0` the log-probabilities
+          of the attention/copy mixture, see `pointer.py`);
+        carries: the state after the last token, the same structure as the
+          input's: pass it to the next call to continue the text;
+        hidden: <float32>[batch, time, rnn_size], the top layer's outputs
+          (its `h` at every step; the neural cache's keys);
+        softmax_logits: <float32>[batch, time, vocab_size].
+    """
     cfg = self.config
+    cfg.require_vocab()
     init = {}
     if cfg.embed_init_std:
       init['embedding_init'] = nn.initializers.normal(cfg.embed_init_std)
@@ -102,7 +134,12 @@ class CharLM(nn.Module):
 
 
 def init_params(config: ModelConfig, key: jax.Array) -> Any:
-  """Initial parameters for `CharLM(config)`."""
+  """Initial parameters for `CharLM(config)`: a dict, without 'params' around.
+
+  Names: 'embed', 'cell0' ... 'cell{num_layers - 1}', 'output' (and
+  'pointer' with attention).
+  """
+  config.require_vocab()
   model = CharLM(config)
   tokens = jnp.zeros((1, 1), jnp.int32)
   return model.init(key, tokens, zero_carries(config, 1))['params']

@@ -54,19 +54,19 @@ def data_mesh(num_devices: int, batch_size: int) -> Mesh | None:
   n = num_devices or len(devices)
   if n > len(devices):
     raise JaylyricsError(
-        f'--num_devices={n} but only {len(devices)} devices are visible '
-        f'({jax.default_backend()}). Pass --num_devices of at most '
+        f'num_devices={n} but only {len(devices)} devices are visible '
+        f'({jax.default_backend()}). Pass num_devices= of at most '
         f'{len(devices)}.')
   if batch_size % n:
     raise JaylyricsError(
-        f'--batch_size={batch_size} does not divide over {n} devices. Use a '
-        f'multiple of {n} or another --num_devices.')
+        f'batch_size={batch_size} does not divide over {n} devices. Use a '
+        f'multiple of {n} or another num_devices=.')
   if n == 1 and jax.process_count() == 1:
     return None
   if jax.process_count() > 1 and n != len(devices):
     raise JaylyricsError(
         f'With {jax.process_count()} processes the mesh uses all '
-        f'{len(devices)} devices; pass --num_devices=0 or {len(devices)}.')
+        f'{len(devices)} devices; pass num_devices=0 or {len(devices)}.')
   return Mesh(np.array(devices[:n]), (AXIS,), axis_types=(AxisType.Auto,))
 
 

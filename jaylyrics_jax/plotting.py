@@ -16,8 +16,7 @@ def plot_losses(workdir: str, out_path: str | None = None) -> str:
   if not records:
     raise JaylyricsError(
         f'No training log in {workdir!r} ({LOG_FILE} is missing or empty). '
-        'Train first with `python -m experiments.train`, or pass the '
-        '--workdir of a run.')
+        'Train first, or pass the workdir= of a run.')
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')  # No display needed.
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

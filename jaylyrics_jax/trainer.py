@@ -1,7 +1,8 @@
 """The training run: data, epochs, validation, logs, checkpoints, resume.
 
 `train` is what `python -m experiments.train` calls; it takes plain configs
-and callbacks and reads no flags. Everything a resumed run needs to continue
+and callbacks and reads no flags. At the end it tunes the default inference
+(`inference.tune_run`) unless told not to. Everything a resumed run needs to continue
 exactly (step, epoch, position inside the epoch, carried hidden state,
 optimizer state with the learning-rate schedule's position, dropout key,
 early-stopping counters and the epoch's running sums) is in the checkpoint.
@@ -17,6 +18,7 @@ import jax
 import numpy as np
 
 from jaylyrics_jax import checkpointing
+from jaylyrics_jax import inference
 from jaylyrics_jax import parallel
 from jaylyrics_jax import workdir_lock
 from jaylyrics_jax.batching import epoch_batches
@@ -30,6 +32,7 @@ from jaylyrics_jax.corpus import split_train_valid
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.evaluation import stream_arrays
 from jaylyrics_jax.evaluation import stream_nll
+from jaylyrics_jax.inference import InferenceConfig
 from jaylyrics_jax.logs import append_jsonl
 from jaylyrics_jax.logs import keep_records
 from jaylyrics_jax.model import zero_carries
@@ -37,6 +40,7 @@ from jaylyrics_jax.plotting import LOG_FILE
 from jaylyrics_jax.plotting import plot_losses
 from jaylyrics_jax.saved_model import abstract_tree
 from jaylyrics_jax.saved_model import checkpoint_tree
+from jaylyrics_jax.saved_model import MODEL_ONLY
 from jaylyrics_jax.training import create_train_state
 from jaylyrics_jax.training import make_optimizer
 from jaylyrics_jax.training import make_train_step
@@ -84,12 +88,21 @@ class LoopState:
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
+  """What `train` did.
+
+  inference: the default inference tuned at the end (see `tune`), stored in
+    the best checkpoint step; None when it was not tuned.
+  inference_scores: the validation scores of its components
+    (`inference.evaluate_components`), or None.
+  """
   workdir: str
   step: int
   epochs: int
   best_valid_loss: float
   stopped: str  # 'finished', 'early_stopped' or 'interrupted'.
   history: list[dict[str, Any]]
+  inference: InferenceConfig | None = None
+  inference_scores: dict[str, Any] | None = None
 
 
 def _no_op(*unused_args, **unused_kwargs):
@@ -99,6 +112,11 @@ def _no_op(*unused_args, **unused_kwargs):
 def _check_resumable(meta: dict[str, Any], data: TrainData,
                      model_config: ModelConfig, config: TrainConfig) -> None:
   """Refuses to continue a checkpoint with another corpus or model shape."""
+  if meta.get('kind') == MODEL_ONLY:
+    raise JaylyricsError(
+        f'The newest checkpoint in {config.workdir!r} is a model saved by '
+        'save_model, without the optimizer and data position a training run '
+        'needs: resume=True cannot continue it. Train in another workdir=.')
   problems = []
   if meta['vocab'] != list(data.vocab.chars) or (
       meta['corpus_sha256'] != data.corpus_sha256):
@@ -117,9 +135,10 @@ def _check_resumable(meta: dict[str, Any], data: TrainData,
                       f'now {getattr(config, key)!r}')
   if problems:
     raise JaylyricsError(
-        'Cannot --resume: the run in the workdir differs from these flags: '
-        + '; '.join(problems) + '. Use the same --corpus and model flags as '
-        'the checkpoint, or a new --workdir to start a fresh run.')
+        'Cannot resume=True: the run in the workdir differs from these '
+        'settings: ' + '; '.join(problems) + '. Use the same corpus_path= '
+        'and model settings as the checkpoint, or a new workdir= to start a '
+        'fresh run.')
 
 
 def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
@@ -128,12 +147,21 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
           on_epoch: Callable[[dict[str, Any]], None] = _no_op,
           on_message: Callable[[str], None] = _no_op,
           stop_requested: Callable[[], bool] = lambda: False,
-          make_plot: bool = True) -> TrainResult:
+          make_plot: bool = True, tune: bool = True,
+          ngram_order: int = inference.DEFAULT_NGRAM_ORDER) -> TrainResult:
   """Trains a `CharLM` on a lyrics file, writing everything into the workdir.
+
+  Then, by default, tunes the default inference (the model mixed with its
+  neural cache and n-grams) on the validation text, as `tune_run` does, and
+  stores it in the best checkpoint step, so `load_model` + `sample_text` /
+  `evaluate` use the mixture. It is skipped when the run was interrupted,
+  with `valid_fraction=0` (nothing to tune on), in a multi-process run (call
+  `tune_run(workdir)` in one process afterwards), or with `tune=False`.
 
   Args:
     corpus_path: a raw UTF-8 lyrics file (cleaned here).
-    model_config: the model shape; its vocab_size is replaced by the corpus's.
+    model_config: the model shape. `vocab_size=0` (the default) takes the
+      corpus's vocabulary size; any other value must equal it.
     config: training settings, `config.workdir` included.
     resume: continue from the newest good checkpoint in the workdir.
     on_step: called as (epoch, position, steps_per_epoch) after each step is
@@ -143,18 +171,29 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
     stop_requested: polled after every step; when it returns True the run
       saves a checkpoint and returns with `stopped='interrupted'`.
     make_plot: redraw `<workdir>/loss.png` after every epoch.
+    tune: tune the default inference at the end (see above).
+    ngram_order: the Kneser-Ney order the tuning mixes in (0 = none).
+  Returns:
+    A `TrainResult`; its `inference` holds the tuned settings.
   Raises:
     WorkdirLockError: another run is writing the workdir (its pid, host and
       start time are in the message), or the workdir is not writable;
       nothing was changed.
     JaylyricsError: bad input, a failed save (with its cause) and the like.
   """
+  if ngram_order < 0:
+    raise JaylyricsError(f'ngram_order={ngram_order!r}: must be >= 0.')
   data = prepare_data(corpus_path, config)
+  if model_config.vocab_size not in (0, data.vocab.size):
+    raise JaylyricsError(
+        f'model_config has vocab_size={model_config.vocab_size} but the '
+        f'corpus has {data.vocab.size} distinct characters; leave '
+        'vocab_size=0 to take it from the corpus.')
   # Process 0 holds the workdir for every process of the run.
   with workdir_lock.hold(config.workdir, enabled=parallel.is_primary()):
     return _train_locked(corpus_path, data, model_config, config, resume,
                          on_step, on_epoch, on_message, stop_requested,
-                         make_plot)
+                         make_plot, tune, ngram_order)
 
 
 def _train_locked(corpus_path: str, data: TrainData,
@@ -163,7 +202,7 @@ def _train_locked(corpus_path: str, data: TrainData,
                   on_epoch: Callable[[dict[str, Any]], None],
                   on_message: Callable[[str], None],
                   stop_requested: Callable[[], bool],
-                  make_plot: bool) -> TrainResult:
+                  make_plot: bool, tune: bool, ngram_order: int) -> TrainResult:
   """`train` once the workdir is locked; the arguments are `train`'s."""
   model_config = dataclasses.replace(model_config, vocab_size=data.vocab.size)
   workdir = config.workdir
@@ -176,8 +215,8 @@ def _train_locked(corpus_path: str, data: TrainData,
     raise JaylyricsError(
         f'The training part of the corpus has {len(data.train_ids)} '
         f'characters, fewer than one batch needs ({min_chars(b, t) + max_offset}'
-        ' = batch_size * seq_length + 1). Use a longer corpus or smaller '
-        '--batch_size/--seq_length.')
+        ' = batch_size * seq_length + 1). Use a longer corpus or a smaller '
+        f'batch_size={b} or seq_length={t}.')
   valid_arrays = stream_arrays(data.valid_text, data.vocab)
 
   place = parallel.Placement(
@@ -205,7 +244,7 @@ def _train_locked(corpus_path: str, data: TrainData,
     if has_checkpoints:
       raise JaylyricsError(
           f'The workdir {workdir!r} already holds checkpoints of another run. '
-          'Pass --resume to continue it, or another --workdir to start '
+          'Pass resume=True to continue it, or another workdir= to start '
           'afresh (nothing was changed).')
     if resume:
       on_message(f'No checkpoint in {workdir!r}: starting a new run.')
@@ -230,7 +269,7 @@ def _train_locked(corpus_path: str, data: TrainData,
       raise JaylyricsError(
           f'The loss or gradient became NaN/Inf at step {bad} (epoch '
           f'{loop.epoch + 1}); no checkpoint was written after it and the '
-          'earlier ones are kept. Lower --learning_rate or --grad_clip, then '
+          'earlier ones are kept. Lower learning_rate= or grad_clip=, then '
           'resume or restart.')
 
   def save(valid_loss: float):
@@ -338,6 +377,17 @@ def _train_locked(corpus_path: str, data: TrainData,
   finally:
     if manager is not None:
       checkpointing.close_manager(manager, failed=failed)
+  tuned = scores = None
+  if tune and stopped != 'interrupted' and config.valid_fraction > 0:
+    if jax.process_count() > 1:
+      # Restoring inside a multi-process runtime waits on every process.
+      on_message('Inference not tuned in a multi-process run: tune it in one '
+                 f'process with tune_run({workdir!r}).')
+    else:
+      # `_tune`, not `tune_run`: the run already holds its workdir.
+      tuned, scores = inference._tune(  # pylint: disable=protected-access
+          workdir, corpus_path, ngram_order, 'best', on_message)
   return TrainResult(workdir=workdir, step=host_step, epochs=loop.epoch,
                      best_valid_loss=loop.best_valid_loss, stopped=stopped,
-                     history=history)
+                     history=history, inference=tuned,
+                     inference_scores=scores)

@@ -41,7 +41,12 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
 
 def make_optimizer(config: TrainConfig,
                    steps_per_epoch: int) -> optax.GradientTransformation:
-  """Global-norm clipping, then Adam; the current lr is kept in the state."""
+  """Global-norm clipping, then Adam; the current lr is kept in the state.
+
+  What `train` uses (and what its checkpoints hold). `make_train_step` and
+  `create_train_state` take any `optax.GradientTransformation` as well, e.g.
+  `optax.chain(optax.clip_by_global_norm(5.0), optax.adamw(schedule))`.
+  """
   def chain(learning_rate):
     return optax.chain(optax.clip_by_global_norm(config.grad_clip),
                        optax.adam(learning_rate))
@@ -67,13 +72,45 @@ def create_train_state(model_config: ModelConfig,
   return create(init_key)
 
 
-def make_train_step(model_config: ModelConfig, tx: optax.GradientTransformation):
+def _injected_learning_rate(opt_state: Any) -> jax.Array | None:
+  """The learning rate an `optax.inject_hyperparams` state holds, or None.
+
+  Searched anywhere in the state tree (outermost first), so it is found
+  whether the whole chain or one part of it was injected.
+  """
+  def has_lr(x):
+    hyperparams = getattr(x, 'hyperparams', None)
+    return isinstance(hyperparams, dict) and 'learning_rate' in hyperparams
+
+  for node in jax.tree.leaves(opt_state, is_leaf=has_lr):
+    if has_lr(node):
+      return node.hyperparams['learning_rate']
+  return None
+
+
+def make_train_step(model_config: ModelConfig,
+                    tx: optax.GradientTransformation,
+                    schedule: optax.Schedule | None = None):
   """Returns `train_step(state, batch, key) -> (state, metrics)`, jitted.
+
+  Args:
+    model_config: the model's shape (`vocab_size` set).
+    tx: any optax optimizer; `state.opt_state` must be its state (as
+      `create_train_state(model_config, tx, ...)` makes it).
+    schedule: optional learning-rate schedule of `tx`, only for logging:
+      metrics['lr'] is `schedule(state.step)`.
 
   `batch` is (inputs, targets), each <int32>[B, T]; `key` is the run's dropout
   key, folded with the step inside so every step draws fresh masks and a
   resumed run draws the same ones. The old state is donated.
+
+  metrics: 'loss' (mean cross-entropy, nats), 'grad_norm' (before clipping)
+  and, when known, 'lr': the learning rate this step used, read from an
+  `optax.inject_hyperparams` state anywhere in `opt_state` (as
+  `make_optimizer`'s), else from `schedule`; without either there is no
+  'lr' (a plain `optax.adam(1e-3)` works and logs none).
   """
+  model_config.require_vocab()
   model = CharLM(model_config)
 
   aux = model_config.softmax_loss_weight if model_config.attn_length else 0.0
@@ -108,8 +145,12 @@ def make_train_step(model_config: ModelConfig, tx: optax.GradientTransformation)
     new_state = state.replace(params=params, opt_state=opt_state, carry=carry,
                               step=state.step + 1,
                               nonfinite_step=nonfinite_step)
-    metrics = {'loss': loss, 'grad_norm': grad_norm,
-               'lr': opt_state.hyperparams['learning_rate']}
+    metrics = {'loss': loss, 'grad_norm': grad_norm}
+    lr = _injected_learning_rate(opt_state)
+    if lr is None and schedule is not None:
+      lr = jnp.asarray(schedule(state.step), jnp.float32)
+    if lr is not None:
+      metrics['lr'] = lr
     return new_state, metrics
 
   return train_step

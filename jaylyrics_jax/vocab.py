@@ -54,7 +54,7 @@ class Vocabulary:
       raise JaylyricsError(
           f'{len(missing)} character(s) of the text are not in the '
           f"model's vocabulary of {self.size}: {shown}{more}. Remove them, or "
-          'pass --unknown_chars=skip to drop them.')
+          "pass unknown='skip' to drop them.")
     if unknown == 'skip':
       return np.array([self._index[c] for c in text if c in self._index],
                       dtype=np.int32)

@@ -108,4 +108,4 @@ def test_download_offline_names_url_path_and_flag(tmp_path):
   with pytest.raises(JaylyricsError) as e:
     corpus.download_corpus(str(target), url=url)
   message = str(e.value)
-  assert url in message and str(target) in message and '--corpus' in message
+  assert url in message and str(target) in message and 'corpus_path=' in message

@@ -67,8 +67,7 @@ def test_dropout_only_in_training():
     ('rnn_size', 0), ('num_layers', -1), ('embedding_size', 0),
     ('cell', 'transformer'), ('dropout', 1.0)])
 def test_bad_model_config(field, value):
-  with pytest.raises(JaylyricsError, match=field if field != 'cell' else
-                     'rnncell'):
+  with pytest.raises(JaylyricsError, match=f'{field}='):
     ModelConfig(vocab_size=10, **{field: value})
 
 

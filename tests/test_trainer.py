@@ -64,6 +64,18 @@ def test_run_writes_log_plot_and_checkpoints(finished_run):
   assert str(result.step) in steps
 
 
+def test_train_tunes_the_default_inference(finished_run):
+  _, config, result = finished_run
+  from jaylyrics_jax import inference  # pylint: disable=g-import-not-at-top
+  best = jl.load_model(config.workdir)
+  # Stored in the best step, so load_model + the default inference use it.
+  assert result.inference is not None and result.inference.step == best.step
+  assert inference.read_inference_config(best) == result.inference
+  assert result.inference.ngram_order == inference.DEFAULT_NGRAM_ORDER
+  assert result.inference_scores['bpc'] <= result.inference_scores[
+      'bpc_model'] + 1e-6
+
+
 def test_checkpoint_is_self_describing_and_matches_the_log(finished_run):
   corpus_path, config, result = finished_run
   model = jl.load_model(config.workdir, which='latest')
@@ -91,8 +103,9 @@ def test_resume_equals_uninterrupted(finished_run, tmp_path):
 
   first = jl.train(corpus_path, MODEL, config, stop_requested=stop_at_step_11)
   assert first.stopped == 'interrupted' and first.step == 11
-  second = jl.train(corpus_path, MODEL, config, resume=True)
-  assert second.stopped == 'finished'
+  assert first.inference is None  # Interrupted: nothing tuned.
+  second = jl.train(corpus_path, MODEL, config, resume=True, tune=False)
+  assert second.stopped == 'finished' and second.inference is None
   keys = ('epoch', 'step', 'train_loss', 'valid_loss', 'lr', 'grad_norm')
   with open(os.path.join(config.workdir, 'log.jsonl'), encoding='utf-8') as f:
     resumed_log = [json.loads(line) for line in f]
@@ -118,7 +131,7 @@ def test_resume_refuses_another_model_or_corpus(finished_run, tmp_path):
   other.write_text(synthetic_lyrics(seed=5), encoding='utf-8')
   with pytest.raises(JaylyricsError, match='corpus differs'):
     jl.train(str(other), MODEL, config, resume=True)
-  with pytest.raises(JaylyricsError, match='--resume'):
+  with pytest.raises(JaylyricsError, match='resume=True'):
     jl.train(corpus_path, MODEL, config)  # Not asked to resume.
   assert _listing(config.workdir) == before
 
