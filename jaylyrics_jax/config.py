@@ -163,89 +163,91 @@ MIXTURES = ('model', 'ngram', 'tuned')
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-  """How lyrics are written, one character at a time; the defaults are the
-  ones that read best (chosen with `jaylyrics_jax.realism` on the validation
-  text: BUILD_NOTES.md, "Decoding"). The command line's defaults are these.
+  """How lyrics are written, one character at a time.
 
-  mode: 'weighted' draws from the softmax, 'argmax' takes the most likely
-    character, 'combined' draws right after a space and takes the argmax
-    elsewhere (the original's mode 2).
-  temperature: logits are divided by it before drawing (> 0).
-  top_k: draw only among the k most likely characters (0 = all).
-  top_p: draw only from the smallest set whose probability reaches top_p
-    (nucleus sampling; 1.0 = all).
-  min_copy_distance: attention models, and the caches of a mixture, copy
-    only from positions at least this far back (0 = as trained and as
-    scored), which keeps them out of copy loops.
-  mixture: what characters are drawn from when a run's default inference is
-    passed: 'model' (the model alone), 'ngram' (the model and its
-    Kneser-Ney n-gram, in their tuned proportion; the caches, which make
-    generation loop, off) or 'tuned' (the whole mixture `evaluate` scores).
-  lines: stop after this many lines (0 = no limit; the length is a cap).
-  min_line, max_line: shortest and longest line in characters (-1 = the
-    5% and 95% quantiles of the training text's line lengths, 0 = no bound).
-  rhyme: 'auto' (line ends rhyme with the first line's end), 'none', or the
-    rhyme to keep: a character, a pinyin final ('ang') or a rhyme group's
-    name (`jaylyrics_jax.rhyme`).
-  rhyme_bonus: logit bonus of rhyming characters near a line's end.
-  no_repeat_ngram: never repeat an n-gram already written (0 = off) ...
-  max_line_repeats: ... except whole earlier lines, each repeated at most
-    this many times (a chorus).
-  max_copy: never write more than this many consecutive characters found
-    verbatim in the training text (0 = off).
-  best_of: draw this many candidates for each sample and keep the best by
-    `jaylyrics_jax.lyrics.candidate_score`.
+  The defaults are the ones that read best, chosen with
+  `jaylyrics_jax.realism` against the validation text (BUILD_NOTES.md,
+  "Decoding"); `experiments.sample` makes its flags from these fields, so
+  the command line and the library write the same way. `controls_off()`
+  gives the plain sampler (bit-identical to the sampler before the decoding
+  controls).
   """
-  mode: str = 'weighted'
-  temperature: float = 0.6
-  top_k: int = 0
-  top_p: float = 1.0
-  min_copy_distance: int = 32
-  mixture: str = 'ngram'
-  lines: int = 0
-  min_line: int = -1
-  max_line: int = -1
-  rhyme: str = 'auto'
-  rhyme_bonus: float = 3.0
-  no_repeat_ngram: int = 4
-  max_line_repeats: int = 0
-  max_copy: int = 7
-  best_of: int = 1
+  mode: str = _field(
+      'weighted', "weighted: draw from the softmax; argmax: the most likely "
+      "character; combined: draw right after a space, argmax elsewhere (the "
+      "original's mode 2).", choices=MODES)
+  temperature: float = _field(
+      0.6, 'Divide the logits by this (> 0) before drawing.')
+  top_k: int = _field(
+      0, 'Draw among the k most likely characters only (0 = all).')
+  top_p: float = _field(
+      1.0, 'Nucleus sampling: draw from the smallest set of characters whose '
+      'probability reaches this, in (0, 1] (1 = all).')
+  min_copy_distance: int = _field(
+      32, 'Attention models and the caches copy only from positions at '
+      'least this far back (0 = as trained; small values fall into copy '
+      'loops such as 的的的).')
+  mixture: str = _field(
+      'ngram', "With a run's default inference: draw from the model alone, "
+      'the model with its Kneser-Ney n-gram in their tuned proportion (no '
+      'caches: they make generation loop), or the whole tuned mixture.',
+      choices=MIXTURES)
+  lines: int = _field(
+      0, 'Stop after this many lines, the seed\'s included (0 = no limit; '
+      'the length is then what is written).')
+  min_line: int = _field(
+      -1, "Shortest line in characters (-1 = the 5% quantile of the "
+      "training text's lines, 0 = no bound).")
+  max_line: int = _field(
+      -1, "Longest line in characters (-1 = the 95% quantile of the "
+      "training text's lines, 0 = no bound).")
+  rhyme: str = _field(
+      'auto', "auto: line ends rhyme with the first line's end; none; or "
+      'the rhyme to keep: a character, a pinyin final (ang, ian, ...) or a '
+      'rhyme group (江阳; jaylyrics_jax.rhyme).')
+  rhyme_bonus: float = _field(
+      3.0, 'Logit bonus of rhyming characters near the end of a line.')
+  no_repeat_ngram: int = _field(
+      4, 'Never write an n-gram (spaces removed) already written (0 = off), '
+      'except whole lines repeated as a chorus.')
+  max_line_repeats: int = _field(
+      0, 'How often each earlier line may come back whole, as a chorus.')
+  max_copy: int = _field(
+      7, 'Never write more than this many consecutive characters found '
+      'verbatim in the training text (0 = off).')
+  best_of: int = _field(
+      1, 'Draw this many candidates per sample in one call and keep the '
+      'best by jaylyrics_jax.lyrics.candidate_score.')
 
   def __post_init__(self):
-    if self.mixture not in MIXTURES:
-      raise JaylyricsError(f'mixture must be one of {", ".join(MIXTURES)}, '
-                           f'got {self.mixture!r}.')
-    if self.mode not in MODES:
-      raise JaylyricsError(
-          f'mode must be one of {", ".join(MODES)}, got {self.mode!r}.')
+    for name, choices in (('mode', MODES), ('mixture', MIXTURES)):
+      if getattr(self, name) not in choices:
+        raise JaylyricsError(f'{name}={getattr(self, name)!r}: must be one '
+                             f'of {", ".join(choices)}.')
     if not self.temperature > 0:
       raise JaylyricsError(
-          f'temperature must be > 0, got {self.temperature}; use '
+          f'temperature={self.temperature!r}: must be > 0; use '
           "mode='argmax' for greedy decoding.")
     if not 0.0 < self.top_p <= 1.0:
-      raise JaylyricsError(f'top_p must be in (0, 1], got {self.top_p}.')
+      raise JaylyricsError(f'top_p={self.top_p!r}: must be in (0, 1].')
     for name in ('top_k', 'min_copy_distance', 'lines', 'max_line_repeats',
                  'max_copy', 'rhyme_bonus'):
-      if getattr(self, name) < 0:
-        raise JaylyricsError(
-            f'{name} must be >= 0, got {getattr(self, name)}.')
+      _at_least_zero(name, getattr(self, name))
     for name in ('min_line', 'max_line'):
       if getattr(self, name) < -1:
-        raise JaylyricsError(f'{name} must be >= -1 (-1: from the training '
-                             f'text), got {getattr(self, name)}.')
+        raise JaylyricsError(f'{name}={getattr(self, name)!r}: must be >= -1 '
+                             '(-1: from the training text).')
     if self.min_line > 0 and self.max_line > 0 and (
         self.min_line > self.max_line):
-      raise JaylyricsError(f'min_line ({self.min_line}) must not exceed '
-                           f'max_line ({self.max_line}).')
+      raise JaylyricsError(f'min_line={self.min_line!r}: must not exceed '
+                           f'max_line={self.max_line!r}.')
     if self.no_repeat_ngram == 1 or self.no_repeat_ngram < 0:
-      raise JaylyricsError('no_repeat_ngram must be 0 (off) or >= 2, got '
-                           f'{self.no_repeat_ngram}.')
-    if self.best_of < 1:
-      raise JaylyricsError(f'best_of must be >= 1, got {self.best_of}.')
-    if not self.rhyme:
-      raise JaylyricsError("rhyme must be 'auto', 'none', a character or a "
-                           'pinyin final, got an empty string.')
+      raise JaylyricsError(f'no_repeat_ngram={self.no_repeat_ngram!r}: must '
+                           'be 0 (off) or >= 2.')
+    _positive('best_of', self.best_of)
+    if self.rhyme not in ('auto', 'none'):
+      from jaylyrics_jax import rhyme  # pylint: disable=g-import-not-at-top
+      rhyme.group_of_text(self.rhyme)  # Raises for what is not a rhyme.
 
   def controls_off(self) -> 'SamplingConfig':
     """This config with every decoding control off: the plain sampler."""

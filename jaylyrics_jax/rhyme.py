@@ -111,6 +111,6 @@ def group_of_text(rhyme: str) -> int:
         'particle, or not Chinese). Pass a character that ends a line with a '
         'full syllable, a final such as "ang", or "auto".')
   raise JaylyricsError(
-      f'rhyme={rhyme!r} is not a Chinese character, a pinyin final ('
+      f'rhyme={rhyme!r}: not a Chinese character, a pinyin final ('
       f'{", ".join(sorted(GROUP_OF_FINAL))}) or a rhyme group name. Pass one '
       'of those, "auto" or "none".')
