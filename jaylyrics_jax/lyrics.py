@@ -8,6 +8,7 @@ and keeps the best candidate of each sample by `candidate_score`.
 """
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import jax
@@ -54,26 +55,18 @@ def cut_tokens(tokens: np.ndarray, seed: str, space_id: int,
   return int(breaks[needed - 1]) + 1 if len(breaks) >= needed else len(tokens)
 
 
-def candidate_score(text: str, mean_log_prob: float,
-                    judge: realism.Judge | None, rhyme: bool) -> float:
+def candidate_score(text: str, mean_log_prob: float, judge: realism.Judge,
+                    rhyme: bool) -> float:
   """mean_log_prob - PENALTY * (self-repetition + training copies + the
   share of one-character lines + [rhyme on] the share of unrhymed line
-  pairs), the figures of `realism.report` for this one text (training
-  copies count 0 without a judge)."""
-  lines = realism.complete_lines(text)
-  flat = text.replace(' ', '')
-  grams = [flat[i:i + realism.REPEAT_N]
-           for i in range(len(flat) - realism.REPEAT_N + 1)]
-  penalty = (1 - len(set(grams)) / len(grams)) if grams else 0.0
-  if judge is not None:
-    copies = [flat[i:i + realism.COPY_N] in judge.copy_grams
-              for i in range(len(flat) - realism.COPY_N + 1)]
-    penalty += float(np.mean(copies)) if copies else 0.0
-  if lines:
-    penalty += sum(len(line) == 1 for line in lines) / len(lines)
-  if rhyme:
-    eligible, rhymed, _ = realism.rhyme_pairs(lines)
-    penalty += 1 - rhymed / eligible if eligible else 0.0
+  pairs): the figures `realism.report` gives this one text (a figure with
+  no case, e.g. no line pair, adds nothing)."""
+  fig = realism.report([text], judge)
+  share = lambda name: 0.0 if math.isnan(fig[name]) else fig[name]
+  penalty = (share('self_repetition') + share('training_copies') +
+             share('one_char_lines'))
+  if rhyme and not math.isnan(fig['rhyme_rate']):
+    penalty += 1.0 - fig['rhyme_rate']
   return mean_log_prob - PENALTY * penalty
 
 
@@ -107,8 +100,8 @@ def sample_candidates(params: Any, model_config: ModelConfig,
       decoder.tables, rows, mixture, config.min_copy_distance, chunk,
       on_chunk)
   judge = None
-  if config.best_of > 1 and train_text is not None:
-    judge = realism.make_judge(train_text, vocab, fluency=False)
+  if config.best_of > 1:  # Without the training text, copies count 0.
+    judge = realism.make_judge(train_text or '', vocab, fluency=False)
   out = []
   for i in range(num_samples):
     group = []
