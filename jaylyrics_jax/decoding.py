@@ -70,11 +70,20 @@ def copy_tables(train_ids: np.ndarray, vocab_size: int, n: int,
   return tables, width
 
 
+# Per training text, built once: a sampling call reuses them (encoding the
+# ~46k-character text alone took ~10 ms a call). str hashes are cached by
+# Python, so the text is not rehashed either.
 @functools.lru_cache(maxsize=4)
-def _cached_copy_tables(ids_bytes: bytes, vocab_size: int, n: int,
-                        space_id: int):
-  return copy_tables(np.frombuffer(ids_bytes, np.int32), vocab_size, n,
-                     space_id)
+def _line_bounds(train_text: str) -> tuple[int, int, int]:
+  return line_length_bounds(train_text)
+
+
+@functools.lru_cache(maxsize=4)
+def _training_copy_tables(train_text: str, chars: tuple[str, ...], n: int):
+  vocab = Vocabulary(chars)
+  ids = vocab.encode(train_text, unknown='skip')
+  space_id = chars.index(' ') if ' ' in chars else -1
+  return copy_tables(ids, len(chars), n, space_id)
 
 
 def build_decoder(config: SamplingConfig, vocab: Vocabulary,
@@ -101,7 +110,7 @@ def build_decoder(config: SamplingConfig, vocab: Vocabulary,
 
   min_line, max_line = config.min_line, config.max_line
   if train_text is not None:
-    low, quartile, high = line_length_bounds(train_text)
+    low, quartile, high = _line_bounds(train_text)
   else:
     low, quartile, high = FALLBACK_LINE_BOUNDS
     if -1 in (min_line, max_line):
@@ -130,9 +139,8 @@ def build_decoder(config: SamplingConfig, vocab: Vocabulary,
     if train_text is None:
       warn('the training text is not at hand: max_copy is off.')
     else:
-      ids = vocab.encode(train_text, unknown='skip').astype(np.int32)
-      tables_, width = _cached_copy_tables(ids.tobytes(), vocab.size,
-                                           config.max_copy, space_id)
+      tables_, width = _training_copy_tables(train_text, vocab.chars,
+                                             config.max_copy)
       add(processors.MaxCopy(config.max_copy, space_id, vocab.size, width),
           tables_)
   add(processors.Temperature(), jnp.asarray(config.temperature, jnp.float32))
