@@ -37,7 +37,8 @@ from jaylyrics_jax.evaluation import stream_outputs
 from jaylyrics_jax.mixture_step import default_mixture
 from jaylyrics_jax.mixture_step import DeviceMixture
 from jaylyrics_jax.mixture_step import InferenceConfig
-from jaylyrics_jax.mixture_step import MixtureSpec
+# Re-exported: callers written before the move use inference.MixtureSpec.
+from jaylyrics_jax.mixture_step import MixtureSpec  # pylint: disable=unused-import
 from jaylyrics_jax.saved_model import INFERENCE_ITEM
 from jaylyrics_jax.saved_model import LoadedModel
 

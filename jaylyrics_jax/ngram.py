@@ -265,7 +265,6 @@ def fit_kneser_ney(ids: np.ndarray, vocab_size: int,
   ids = _check_ids(ids, vocab_size, 'ids')
   if len(ids) < 1:
     raise JaylyricsError('Cannot fit a Kneser-Ney model on an empty stream.')
-  n = len(ids)
   keys, raw, gram, first = _count(ids, vocab_size, order)
   orders = []
   for k in range(1, order + 1):

@@ -1,13 +1,39 @@
 """Shared fixtures: small synthetic corpora and the shared real corpus."""
 
+import json
 import os
 import random
+import sys
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_CORPUS = os.path.join(REPO, '..', 'shared', 'data', 'jaychou',
                              'origin.txt')
+
+# The tiny CLI run of the fault and concurrency tests, and its logged keys.
+TINY_RUN = ['--rnn_size=16', '--embedding_size=8', '--batch_size=4',
+            '--seq_length=8', '--num_epochs=3', '--patience=0',
+            '--save_every=7', '--dropout=0.1', '--random_offset',
+            '--rng_seed=5']
+LOSS_KEYS = ('epoch', 'step', 'train_loss', 'valid_loss', 'lr', 'grad_norm')
+
+
+def cli_command(module, *args, cache):
+  """argv of `python -m experiments.<module>` with the test XLA cache."""
+  return [sys.executable, '-m', f'experiments.{module}', *args,
+          f'--compilation_cache={cache}']
+
+
+def cli_env():
+  return dict(os.environ, PYTHONUTF8='1')
+
+
+def logged_losses(workdir):
+  """The loss fields of every record of <workdir>/log.jsonl."""
+  with open(os.path.join(workdir, 'log.jsonl'), encoding='utf-8') as f:
+    return [{k: json.loads(line)[k] for k in LOSS_KEYS} for line in f]
+
 
 # Made-up "lyrics" from a fixed character set: no corpus text in the repo.
 _CHARS = '春夏秋冬风花雪月山水天地你我他爱恨情长短夜雨星光云海心梦'

@@ -14,25 +14,11 @@ import pytest
 
 from conftest import REPO
 from conftest import synthetic_lyrics
+from conftest import cli_command as _cmd
+from conftest import cli_env as _env
+from conftest import logged_losses as _losses
+from conftest import TINY_RUN as TINY
 
-TINY = ['--rnn_size=16', '--embedding_size=8', '--batch_size=4',
-        '--seq_length=8', '--num_epochs=3', '--patience=0', '--save_every=7',
-        '--dropout=0.1', '--random_offset', '--rng_seed=5']
-LOSS_KEYS = ('epoch', 'step', 'train_loss', 'valid_loss', 'lr', 'grad_norm')
-
-
-def _cmd(module, *args, cache):
-  return [sys.executable, '-m', f'experiments.{module}', *args,
-          f'--compilation_cache={cache}']
-
-
-def _env():
-  return dict(os.environ, PYTHONUTF8='1')
-
-
-def _losses(workdir):
-  with open(os.path.join(workdir, 'log.jsonl'), encoding='utf-8') as f:
-    return [{k: json.loads(line)[k] for k in LOSS_KEYS} for line in f]
 
 
 @pytest.fixture(scope='module')
