@@ -156,7 +156,8 @@ class Rhyme:
   character of the target group that differs from the previous line's last
   character. From `start_len` characters on, the characters of the target
   group gain `bonus` (in logits), growing linearly to 2 * bonus at
-  max_len - 1, so lines find a rhyme about where lines usually end, and
+  max_len - 1 (except the character just written and the last line's
+  end), so lines find a rhyme about where lines usually end, and
   after a rhyming character the space gains `bonus` too, so the line ends
   there. The max_len-th character of a line must rhyme. The target is the first complete line's group when tables.target is
   -1 (a line ending on a character without a group sets nothing).
@@ -197,8 +198,13 @@ class Rhyme:
     span = max(self.max_len - 1 - self.start_len, 1)
     ramp = 1.0 + jnp.minimum((state.line_len + 1 - self.start_len) / span, 1.0)
     near_end = known & (state.line_len + 1 >= self.start_len)
+    # Not for the character just written, nor the last line's end: the
+    # bonus would pull them again (小小小小 at a line's end).
+    ids = jnp.arange(logits.shape[-1])
+    fresh = (ids != state.last) & (ids != state.prev_end)
     bonus = jnp.where(is_space, jnp.where(rhymes & long_enough, 1.0, 0.0),
-                      jnp.where(tables.rhyme_of == target, ramp, 0.0))
+                      jnp.where((tables.rhyme_of == target) & fresh, ramp,
+                                0.0))
     logits = logits + jnp.where(near_end, self.bonus * bonus, 0.0)
     # The last character a line may have: a rhyme, or the line ends now.
     can_end = jnp.where(is_space, rhymes & long_enough,
