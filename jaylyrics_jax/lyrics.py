@@ -79,10 +79,11 @@ def sample_candidates(params: Any, model_config: ModelConfig,
                       train_text: str | None = None,
                       warn: Callable[[str], None] = lambda message: None,
                       chunk: int = 0,
-                      on_chunk: Callable[[int], None] | None = None
-                      ) -> list[list[Candidate]]:
+                      on_chunk: Callable[[int], None] | None = None,
+                      pad_seed_to: int = 0) -> list[list[Candidate]]:
   """Every candidate of every sample: [num_samples][config.best_of], each
-  list sorted best first. See `sample_text` for the arguments."""
+  list sorted best first. See `sample_text` for the arguments, and
+  `sampling.sample_tokens` for pad_seed_to."""
   if not seed:
     raise JaylyricsError(
         'The seed text is empty. Pass a seed of Chinese characters, e.g. '
@@ -90,7 +91,8 @@ def sample_candidates(params: Any, model_config: ModelConfig,
   seed_ids = vocab.encode(seed, unknown=unknown)
   used_seed = vocab.decode(seed_ids)
   decoder = decoding.build_decoder(config, vocab, train_text,
-                                   len(seed_ids) + length, warn)
+                                   max(len(seed_ids), pad_seed_to) + length,
+                                   warn)
   rows = num_samples * config.best_of
   if mixture is not None:
     spec = mixture_step.for_generation(mixture.spec, config.mixture)
@@ -98,7 +100,7 @@ def sample_candidates(params: Any, model_config: ModelConfig,
   tokens, log_probs = sampling.sample_tokens(
       params, model_config, seed_ids, key, length, decoder.chain,
       decoder.tables, rows, mixture, config.min_copy_distance, chunk,
-      on_chunk)
+      on_chunk, pad_seed_to)
   judge = None
   if config.best_of > 1:  # Without the training text, copies count 0.
     judge = realism.make_judge(train_text or '', vocab, fluency=False)

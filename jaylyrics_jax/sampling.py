@@ -149,13 +149,17 @@ def _sampling_model_config(model_config: ModelConfig,
 @functools.lru_cache(maxsize=32)
 def _compiled(model_config: ModelConfig, chain: processors.Chain,
               spec: MixtureSpec | None, min_copy_distance: int,
-              history_length: int):
+              history_length: int, padded: bool = False):
   """The jitted start and continue functions of one sampler.
 
-  start(params, mix_tables, tables, seed_ids <int32>[S], keys <key>[N, L])
-  primes on the seed and generates N rows; resume(params, mix_tables,
-  tables, states, keys) continues from `start`'s (or its own) states.
-  Both return (tokens <int32>[N, L], log_probs <float32>[N, L], states).
+  start(params, mix_tables, tables, seed_ids <int32>[S], seed_len <int32>[],
+  keys <key>[N, L]) primes on the seed and generates N rows; resume(params,
+  mix_tables, tables, states, keys) continues from `start`'s (or its own)
+  states. Both return (tokens <int32>[N, L], log_probs <float32>[N, L],
+  states). `padded`: seed_ids is padded past seed_len and the seed is read
+  one character at a time, the padding skipped, so seeds of every length up
+  to S share one compiled program (a server's seeds); otherwise seed_len is
+  S and the model reads the seed in one call.
   """
   model_config = _sampling_model_config(model_config, min_copy_distance)
   if spec is None:
@@ -186,15 +190,38 @@ def _compiled(model_config: ModelConfig, chain: processors.Chain,
     # A state shared by every row (after the seed) is not copied per row.
     return jax.vmap(one, in_axes=(None if shared else 0, 0))(state, keys)
 
+  def read_padded(params, mix_tables, tables, seed_ids, seed_len):
+    """Both states after seed_ids[:seed_len - 1], one character a step."""
+    if spec is None:
+      carry = zero_carries(model_config, 1)
+    else:
+      carry = initial_carry(model_config, spec, history_length)
+
+    def read(both, x):
+      i, token = x
+      new = (step(params, mix_tables, both[0], token)[1],
+             chain.read(both[1], token, tables, model_config.vocab_size))
+      return jax.tree.map(lambda n, o: jnp.where(i < seed_len - 1, n, o),
+                          new, both), None
+
+    both = (carry, chain.init(tables))
+    steps = (jnp.arange(seed_ids.shape[0]), seed_ids)
+    return jax.lax.scan(read, both, steps)[0]
+
   @jax.jit
-  def start(params, mix_tables, tables, seed_ids, keys):
-    states = chain.init(tables)
-    if chain.processors:
-      read = lambda s, token: (chain.read(s, token, tables,
-                                          model_config.vocab_size), None)
-      states = jax.lax.scan(read, states, seed_ids[:-1])[0]
-    state = DecodeState(prime(params, mix_tables, seed_ids), seed_ids[-1],
-                        states)
+  def start(params, mix_tables, tables, seed_ids, seed_len, keys):
+    if padded:
+      carry, states = read_padded(params, mix_tables, tables, seed_ids,
+                                  seed_len)
+      last = seed_ids[seed_len - 1]
+    else:
+      states = chain.init(tables)
+      if chain.processors:
+        read = lambda s, token: (chain.read(s, token, tables,
+                                            model_config.vocab_size), None)
+        states = jax.lax.scan(read, states, seed_ids[:-1])[0]
+      carry, last = prime(params, mix_tables, seed_ids), seed_ids[-1]
+    state = DecodeState(carry, last, states)
     return run(params, mix_tables, tables, state, keys, shared=True)
 
   return start, jax.jit(run)
@@ -212,8 +239,8 @@ def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
                   tables: tuple[Any, ...] = (), num_samples: int = 1,
                   mixture: DeviceMixture | None = None,
                   min_copy_distance: int = 0, chunk: int = 0,
-                  on_chunk: Callable[[int], None] | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  on_chunk: Callable[[int], None] | None = None,
+                  pad_seed_to: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """Samples `num_samples` rows of `length` tokens after the seed.
 
   Row i uses the keys `step_keys(key, num_samples, length)[i]`. With
@@ -221,7 +248,10 @@ def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
   n-grams. With `chunk` > 0 the rows are generated `chunk` tokens at a time
   by the same compiled scan, the state passed on (the same tokens as one
   scan), calling `on_chunk(tokens_done)` after each: a long text shows
-  progress and can be interrupted between chunks.
+  progress and can be interrupted between chunks. With `pad_seed_to` >= the
+  seed's length, every seed up to that length uses one compiled program
+  (the seed is read a character at a time; the same distribution, though
+  not always bit-identical to reading it in one call).
 
   Returns (tokens <int32>[num_samples, length], log_probs <float32>[same]).
   """
@@ -234,12 +264,19 @@ def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
     raise JaylyricsError(
         'The seed text is empty (after dropping unknown characters). Pass a '
         'seed of Chinese characters, e.g. seed="从前".')
+  seed_len = len(seed_ids)
+  if pad_seed_to and pad_seed_to < seed_len:
+    raise JaylyricsError(f'pad_seed_to={pad_seed_to} is shorter than the '
+                         f'seed ({seed_len} characters).')
+  if pad_seed_to:
+    seed_ids = np.pad(np.asarray(seed_ids), (0, pad_seed_to - seed_len))
   seed_ids = jnp.asarray(seed_ids, jnp.int32)
   use_mixture = mixture is not None and mixture.spec.weights[0] < 1.0
   spec = mixture.spec if use_mixture else None
   mix_tables = mixture.tables if use_mixture else None
   start, resume = _compiled(model_config, chain, spec, min_copy_distance,
-                            int(seed_ids.shape[0]) + length)
+                            int(seed_ids.shape[0]) + length,
+                            bool(pad_seed_to))
   keys = step_keys(key, num_samples, length)
   chunk = length if chunk <= 0 else min(chunk, length)
   tokens, log_probs = [], []
@@ -247,7 +284,8 @@ def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
   for begin in range(0, length, chunk):
     part = keys[:, begin:begin + chunk]
     if state is None:
-      t, lp, state = start(params, mix_tables, tables, seed_ids, part)
+      t, lp, state = start(params, mix_tables, tables, seed_ids,
+                           jnp.int32(seed_len), part)
     else:
       t, lp, state = resume(params, mix_tables, tables, state, part)
     tokens.append(np.asarray(t))
