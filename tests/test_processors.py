@@ -298,3 +298,24 @@ def test_best_of_keeps_the_best_scoring_candidate(tiny_model):
   drawn = {'春' + vocab.decode(row[:lyrics.cut_tokens(row, '春', vocab.chars.index(' '), 4)])
            for row in rows}
   assert {g.text for group in groups for g in group} == drawn
+
+
+def test_padded_seeds_share_one_program_and_write_the_same(tiny_model):
+  vocab, config, params = tiny_model
+  decoder = decoding.build_decoder(
+      SamplingConfig(mode='argmax', min_line=2, max_line=5), vocab, None, 64)
+  before = sampling._compiled.cache_info().misses  # pylint: disable=protected-access
+  for seed in ('春', '春夏', '春夏秋冬 风花'):
+    ids = vocab.encode(seed)
+    plain, _ = sampling.sample_tokens(params, config, ids, jax.random.key(0),
+                                      24, decoder.chain, decoder.tables)
+    padded, _ = sampling.sample_tokens(params, config, ids, jax.random.key(0),
+                                       24, decoder.chain, decoder.tables,
+                                       pad_seed_to=32)
+    np.testing.assert_array_equal(plain, padded)
+  # Three seed lengths: three plain programs, one padded one.
+  assert sampling._compiled.cache_info().misses - before == 4  # pylint: disable=protected-access
+  with pytest.raises(Exception, match='pad_seed_to=1'):
+    sampling.sample_tokens(params, config, vocab.encode('春夏'),
+                           jax.random.key(0), 8, decoder.chain,
+                           decoder.tables, pad_seed_to=1)
