@@ -30,6 +30,7 @@ to hold the samples against.
 """
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -62,9 +63,11 @@ def _grams(text: str, n: int) -> list[str]:
   return [text[i:i + n] for i in range(len(text) - n + 1)]
 
 
-def gram_set(text: str, n: int) -> set[str]:
-  """Every n-gram of `text` with the spaces removed."""
-  return set(_grams(text.replace(' ', ''), n))
+@functools.lru_cache(maxsize=8)
+def gram_set(text: str, n: int) -> frozenset[str]:
+  """Every n-gram of `text` with the spaces removed (cached: the training
+  text's sets are asked for once per sample and per report)."""
+  return frozenset(_grams(text.replace(' ', ''), n))
 
 
 def rhyme_pairs(lines: Sequence[str]) -> tuple[int, int, int]:
@@ -101,7 +104,7 @@ def make_judge(train_text: str, vocab: Vocabulary,
   ids = vocab.encode(train_text, unknown='skip')
   kn = (ngram.fit_kneser_ney(ids, vocab.size, FLUENCY_ORDER)
         if fluency and len(ids) else None)
-  return Judge(train_text, vocab, frozenset(gram_set(train_text, COPY_N)),
+  return Judge(train_text, vocab, gram_set(train_text, COPY_N),
                counts, kn)
 
 
