@@ -46,6 +46,10 @@ SECONDS = flags.DEFINE_float(
 FIRST_STEP = flags.DEFINE_bool(
     'first_step', True, 'Time process start to the first finished training '
     'step, cold and with a warm compilation cache (two child processes).')
+IMPL = flags.DEFINE_enum(
+    'impl', jl.ModelConfig.impl, list(jl.config.IMPLS),
+    'How the timed train step is computed (ModelConfig.impl): fused, or the '
+    'flax/optax reference.')
 PROBE = flags.DEFINE_bool('first_step_probe', False,
                           'Internal: train one step and exit.')
 
@@ -110,7 +114,8 @@ def _median_rate(run, units: float, repeats: int) -> float:
 
 def _training_runner(ids, vocab_size, shape):
   """(steps(n), state holder) for the library's jitted train step."""
-  model_config = jl.ModelConfig(vocab_size=vocab_size, **shape['model'])
+  model_config = jl.ModelConfig(vocab_size=vocab_size, impl=IMPL.value,
+                                **shape['model'])
   b, t = shape['batch_size'], shape['seq_length']
   config = jl.TrainConfig(batch_size=b, seq_length=t)
   inputs, targets = batching.epoch_batches(ids, b, t)
