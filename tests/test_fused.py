@@ -1,6 +1,8 @@
 """The fused train-step kernels equal the reference path (ModelConfig.impl)."""
 
 import dataclasses
+import glob
+import json
 
 import flax.linen as nn
 import jax
@@ -9,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+import jaylyrics_jax as jl
 from jaylyrics_jax import fused
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.config import TrainConfig
@@ -120,3 +123,18 @@ def test_impl_is_checked_and_optional_in_saved_configs():
   del saved['impl']  # A checkpoint written before the field existed.
   assert ModelConfig.from_dict(saved) == ModelConfig(vocab_size=10)
   assert ModelConfig().impl == 'fused'
+
+
+def test_a_checkpoint_saved_before_impl_existed_loads(tmp_path):
+  config = ModelConfig(vocab_size=5, embedding_size=4, rnn_size=8,
+                       num_layers=1)
+  jl.save_model(str(tmp_path), jl.init_params(config, jax.random.key(0)),
+                config, jl.Vocabulary(tuple('abcd') + (' ',)))
+  (meta_path,) = glob.glob(str(tmp_path / 'checkpoints' / '*' / 'meta' /
+                               'metadata'))
+  with open(meta_path, encoding='utf-8') as f:
+    meta = json.load(f)
+  del meta['model_config']['impl']  # As written before the field existed.
+  with open(meta_path, 'w', encoding='utf-8') as f:
+    json.dump(meta, f)
+  assert jl.load_model(str(tmp_path)).model_config == config
