@@ -32,7 +32,8 @@ SHARED_CORPUS = os.path.join('..', 'shared', 'data', 'jaychou', 'origin.txt')
 JSON = flags.DEFINE_bool('json', False, 'End with one JSON line of figures.')
 VS_TORCH = flags.DEFINE_bool(
     'vs_torch', False, 'Also train the same model with torch.nn.LSTM in this '
-    'run (when PyTorch is installed) and report the ratio.')
+    'run (when PyTorch is installed), its timed repeats alternating with '
+    "JAX's, and report the ratio.")
 CONFIGS = flags.DEFINE_list(
     'configs', ['original', 'large', 'best'],
     'Training configurations to time: original (2x128, batch 32, seq 16), '
@@ -45,6 +46,10 @@ SECONDS = flags.DEFINE_float(
 FIRST_STEP = flags.DEFINE_bool(
     'first_step', True, 'Time process start to the first finished training '
     'step, cold and with a warm compilation cache (two child processes).')
+IMPL = flags.DEFINE_enum(
+    'impl', jl.ModelConfig.impl, list(jl.config.IMPLS),
+    'How the timed train step is computed (ModelConfig.impl): fused, or the '
+    'flax/optax reference.')
 PROBE = flags.DEFINE_bool('first_step_probe', False,
                           'Internal: train one step and exit.')
 
@@ -107,9 +112,10 @@ def _median_rate(run, units: float, repeats: int) -> float:
   return statistics.median(rates)
 
 
-def time_training(ids, vocab_size, shape, repeats, seconds) -> dict:
-  """Steady-state chars/s of the library's jitted train step."""
-  model_config = jl.ModelConfig(vocab_size=vocab_size, **shape['model'])
+def _training_runner(ids, vocab_size, shape):
+  """(steps(n), state holder) for the library's jitted train step."""
+  model_config = jl.ModelConfig(vocab_size=vocab_size, impl=IMPL.value,
+                                **shape['model'])
   b, t = shape['batch_size'], shape['seq_length']
   config = jl.TrainConfig(batch_size=b, seq_length=t)
   inputs, targets = batching.epoch_batches(ids, b, t)
@@ -128,22 +134,61 @@ def time_training(ids, vocab_size, shape, repeats, seconds) -> dict:
     jax.block_until_ready(s)
     holder['state'] = s
 
-  start = time.perf_counter()
-  steps(1)
-  compile_s = time.perf_counter() - start
+  return steps, holder
+
+
+def _steps_per_repeat(steps, seconds) -> int:
   start = time.perf_counter()
   steps(3)
   per_step = (time.perf_counter() - start) / 3
-  n = max(3, int(seconds / per_step))
-  rate = _median_rate(lambda: steps(n), n * b * t, repeats)
-  return {'chars_per_s': rate, 'steps_per_repeat': n,
-          'first_step_compile_s': compile_s,
-          'params': sum(x.size for x in jax.tree.leaves(
-              holder['state'].params))}
+  return max(3, int(seconds / per_step))
 
 
-def time_torch(ids, vocab_size, shape, repeats, seconds) -> dict | None:
-  """The same model and batching with torch.nn.LSTM, in this process."""
+def time_training(ids, vocab_size, shape, repeats, seconds,
+                  vs_torch=False) -> dict:
+  """Steady-state chars/s of the library's jitted train step.
+
+  With `vs_torch`, the same model in torch.nn.LSTM (`time_torch`) is timed
+  in the same process, its repeats alternating with JAX's, so both see the
+  same machine load; its figures are under 'torch' (None without PyTorch).
+  """
+  steps, holder = _training_runner(ids, vocab_size, shape)
+  b, t = shape['batch_size'], shape['seq_length']
+  start = time.perf_counter()
+  steps(1)
+  compile_s = time.perf_counter() - start
+  n = _steps_per_repeat(steps, seconds)
+
+  def run():
+    steps(n)
+    return n * b * t
+
+  runs = [run]
+  torch_run = time_torch(ids, vocab_size, shape, seconds) if vs_torch else None
+  if torch_run is not None:
+    runs.append(torch_run['run'])
+  rates = [[] for _ in runs]
+  for _ in range(repeats):
+    for run, out in zip(runs, rates):
+      start = time.perf_counter()
+      chars = run()
+      out.append(chars / (time.perf_counter() - start))
+  result = {'chars_per_s': statistics.median(rates[0]), 'steps_per_repeat': n,
+            'first_step_compile_s': compile_s,
+            'params': sum(x.size for x in jax.tree.leaves(
+                holder['state'].params)), 'torch': None}
+  if torch_run is not None:
+    result['torch'] = {k: v for k, v in torch_run.items() if k != 'run'}
+    result['torch']['chars_per_s'] = statistics.median(rates[1])
+  return result
+
+
+def time_torch(ids, vocab_size, shape, seconds) -> dict | None:
+  """The same model and batching with torch.nn.LSTM, in this process.
+
+  Returns None without PyTorch, else 'run' (one timed repeat; returns the
+  characters it trained on), 'device', 'torch_version', 'threads'.
+  """
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -189,12 +234,13 @@ def time_torch(ids, vocab_size, shape, repeats, seconds) -> dict | None:
       torch.cuda.synchronize()
 
   steps(3)
-  start = time.perf_counter()
-  steps(3)
-  per_step = (time.perf_counter() - start) / 3
-  n = max(3, int(seconds / per_step))
-  return {'chars_per_s': _median_rate(lambda: steps(n), n * b * t, repeats),
-          'device': device, 'torch_version': torch.__version__,
+  n = _steps_per_repeat(steps, seconds)
+
+  def run():
+    steps(n)
+    return n * b * t
+
+  return {'run': run, 'device': device, 'torch_version': torch.__version__,
           'threads': torch.get_num_threads()}
 
 
@@ -323,30 +369,29 @@ def main(argv):
             flush=True)
       continue
     shape = shapes[name]
+    # torch.nn.LSTM has no attention/copy: no like-for-like comparison.
+    with_torch = VS_TORCH.value and not shape['model'].get('attn_length')
     result = time_training(ids, vocab_size, shape, REPEATS.value,
-                           SECONDS.value)
+                           SECONDS.value, vs_torch=with_torch)
     key = 'train_chars_per_s' + ('' if name == 'original' else f'_{name}')
     figures[key] = result['chars_per_s']
     figures[f'{name}_first_step_compile_s'] = result['first_step_compile_s']
     line = (f"train {name} (B={shape['batch_size']} T={shape['seq_length']} "
             f"{shape['model']}): {result['chars_per_s']:,.0f} chars/s")
-    if VS_TORCH.value and shape['model'].get('attn_length'):
-      # torch.nn.LSTM has no attention/copy: no like-for-like comparison.
+    torch_result = result['torch']
+    if VS_TORCH.value and not with_torch:
       line += '; no torch equivalent (attention/copy model)'
-    elif VS_TORCH.value:
-      torch_result = time_torch(ids, vocab_size, shape, REPEATS.value,
-                                SECONDS.value)
-      if torch_result is None:
-        line += '; PyTorch not installed'
-      else:
-        ratio = result['chars_per_s'] / torch_result['chars_per_s']
-        figures[f'torch_{key}'] = torch_result['chars_per_s']
-        figures[f'jax_over_torch_{name}'] = ratio
-        figures['torch'] = (f"{torch_result['torch_version']} on "
-                            f"{torch_result['device']}, "
-                            f"{torch_result['threads']} threads")
-        line += (f"; torch.nn.LSTM {torch_result['chars_per_s']:,.0f} chars/s"
-                 f' (JAX/torch {ratio:.2f}x)')
+    elif with_torch and torch_result is None:
+      line += '; PyTorch not installed'
+    elif with_torch:
+      ratio = result['chars_per_s'] / torch_result['chars_per_s']
+      figures[f'torch_{key}'] = torch_result['chars_per_s']
+      figures[f'jax_over_torch_{name}'] = ratio
+      figures['torch'] = (f"{torch_result['torch_version']} on "
+                          f"{torch_result['device']}, "
+                          f"{torch_result['threads']} threads")
+      line += (f"; torch.nn.LSTM {torch_result['chars_per_s']:,.0f} chars/s"
+               f' (JAX/torch {ratio:.2f}x, repeats interleaved)')
     print(line, flush=True)
   figures.update(time_sampling(ids, vocab_size, REPEATS.value))
   print(f"sample 200 chars: {figures['sample_200_ms']:.1f} ms; 64 x 200 in "

@@ -15,6 +15,7 @@ from typing import Any
 from jaylyrics_jax.errors import JaylyricsError
 
 CELLS = ('lstm', 'gru', 'rnn')
+IMPLS = ('fused', 'flax')
 
 
 def _field(default: Any, help_text: str, **metadata: Any) -> Any:
@@ -64,6 +65,13 @@ class ModelConfig:
       1, 'With attention: copy only from positions at least this far back '
       '(1 = all). A decoding setting: SamplingConfig.min_copy_distance '
       'raises it for generation.')
+  impl: str = _field(
+      'fused', 'How the train step computes the same model: fused = '
+      'whole-window LSTM layers and output softmax loss with hand-written '
+      'gradients (jaylyrics_jax/fused.py; faster on CPU); flax = '
+      'nn.RNN(OptimizedLSTMCell) and optax autodiff, the reference. Same '
+      'parameters and results (to float32 rounding); not part of the '
+      "model's shape.", choices=IMPLS)
 
   def __post_init__(self):
     if self.vocab_size < 0:
@@ -73,10 +81,11 @@ class ModelConfig:
     for name in ('embedding_size', 'rnn_size', 'num_layers', 'attn_size',
                  'attn_min_distance'):
       _positive(name, getattr(self, name))
-    if self.cell not in CELLS:
-      raise JaylyricsError(
-          f'cell={self.cell!r}: must be one of '
-          f'{", ".join(repr(c) for c in CELLS)}.')
+    for name, choices in (('cell', CELLS), ('impl', IMPLS)):
+      if getattr(self, name) not in choices:
+        raise JaylyricsError(
+            f'{name}={getattr(self, name)!r}: must be one of '
+            f'{", ".join(repr(c) for c in choices)}.')
     if not 0.0 <= self.dropout < 1.0:
       raise JaylyricsError(f'dropout={self.dropout!r}: must be in [0, 1).')
     for name in ('embed_init_std', 'attn_length', 'softmax_loss_weight'):

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.fused import WindowLSTM
 from jaylyrics_jax.pointer import empty_memory
 from jaylyrics_jax.pointer import PointerMemory
 from jaylyrics_jax.pointer import PointerMixture
@@ -67,7 +68,7 @@ class CharLM(nn.Module):
   @nn.compact
   def __call__(self, tokens: jax.Array, carries: Carries,
                train: bool = False, return_hidden: bool = False,
-               return_softmax_logits: bool = False):
+               return_softmax_logits: bool = False, fused: bool = False):
     """Runs the model over `tokens`, starting from `carries`.
 
     Args:
@@ -81,6 +82,12 @@ class CharLM(nn.Module):
       return_hidden: also return the top layer's outputs.
       return_softmax_logits: also return the output layer's own logits
         (before any attention/copy mixing).
+      fused: the train step's fused path (`ModelConfig.impl == 'fused'`):
+        LSTM layers run as `fused.WindowLSTM` (same parameters and
+        results), and the output layer is left to the caller: returns
+        `(features, carries)`, features <float32>[batch, time, rnn_size]
+        being the output layer's input, for `fused.dense_cross_entropy`
+        with `params['output']`. Not with attention.
 
     Returns:
       `(logits, carries)`, then `hidden` if `return_hidden`, then
@@ -106,6 +113,10 @@ class CharLM(nn.Module):
       if i > 0:
         x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
       # Parameters live under the cell's name; nn.RNN's own name is unused.
+      if fused and cfg.cell == 'lstm' and x.shape[1] > 1:
+        carry, x = WindowLSTM(cfg.rnn_size, name=f'cell{i}')(carries[i], x)
+        new_carries.append(carry)
+        continue
       cell = _CELLS[cfg.cell](cfg.rnn_size, name=f'cell{i}')
       if x.shape[1] == 1:
         # One step (sampling): the cell alone, without a scan of length 1.
@@ -116,6 +127,10 @@ class CharLM(nn.Module):
       new_carries.append(carry)
     hidden = x
     x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
+    if fused:
+      if cfg.attn_length:
+        raise ValueError('fused=True: not with attention (attn_length > 0).')
+      return x, tuple(new_carries)
     logits = nn.Dense(cfg.vocab_size, name='output')(x)
     softmax_logits = logits
     if cfg.attn_length:

@@ -126,7 +126,8 @@ def _check_resumable(meta: dict[str, Any], data: TrainData,
         f"{meta['corpus_sha256'][:12]}... vs {data.corpus_sha256[:12]}...)")
   saved_model = ModelConfig.from_dict(meta['model_config']).to_dict()
   for key, value in model_config.to_dict().items():
-    if saved_model.get(key) != value:
+    # impl only chooses how the same model is computed: free to change.
+    if key != 'impl' and saved_model.get(key) != value:
       problems.append(f'model {key}: checkpoint {saved_model.get(key)!r}, '
                       f'now {value!r}')
   for key in _RESUME_FIXED:

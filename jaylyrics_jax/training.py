@@ -10,6 +10,7 @@ import optax
 
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.config import TrainConfig
+from jaylyrics_jax.fused import dense_cross_entropy
 from jaylyrics_jax.model import Carries
 from jaylyrics_jax.model import CharLM
 from jaylyrics_jax.model import init_params
@@ -114,6 +115,17 @@ def make_train_step(model_config: ModelConfig,
   model = CharLM(model_config)
 
   aux = model_config.softmax_loss_weight if model_config.attn_length else 0.0
+  # The fused kernels (fused.py) where they apply; attention models keep the
+  # reference path (their loss mixes the softmax with the copy distribution).
+  fused = model_config.impl == 'fused' and not model_config.attn_length
+
+  def fused_loss_fn(params, carry, inputs, targets, key):
+    features, new_carry = model.apply(
+        {'params': params}, inputs, carry, train=True, rngs={'dropout': key},
+        fused=True)
+    out = params['output']
+    return dense_cross_entropy(features, out['kernel'], out['bias'],
+                               targets), new_carry
 
   def loss_fn(params, carry, inputs, targets, key):
     logits, new_carry, softmax_logits = model.apply(
@@ -129,7 +141,8 @@ def make_train_step(model_config: ModelConfig,
       loss = loss + aux * (extra - jax.lax.stop_gradient(extra))
     return loss, new_carry
 
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  grad_fn = jax.value_and_grad(fused_loss_fn if fused else loss_fn,
+                               has_aux=True)
 
   @functools.partial(jax.jit, donate_argnums=(0,))
   def train_step(state: TrainState, batch, key):

@@ -120,6 +120,30 @@ def test_resume_equals_uninterrupted(finished_run, tmp_path):
                  a, b)
 
 
+def test_resume_with_the_other_impl_continues_the_same_run(finished_run,
+                                                          tmp_path):
+  # impl (fused or flax) changes how the step is computed, not the model.
+  corpus_path, full_config, full = finished_run
+  config = dataclasses.replace(full_config, workdir=str(tmp_path / 'other'))
+  calls = {'n': 0}
+
+  def stop_at_step_11():
+    calls['n'] += 1
+    return calls['n'] == 11
+
+  assert MODEL.impl == 'fused'
+  jl.train(corpus_path, MODEL, config, stop_requested=stop_at_step_11)
+  second = jl.train(corpus_path, dataclasses.replace(MODEL, impl='flax'),
+                    config, resume=True, tune=False)
+  assert second.stopped == 'finished'
+  with open(os.path.join(config.workdir, 'log.jsonl'), encoding='utf-8') as f:
+    resumed_log = [json.loads(line) for line in f]
+  assert [r['step'] for r in resumed_log] == [r['step'] for r in full.history]
+  for key in ('train_loss', 'valid_loss', 'grad_norm'):
+    np.testing.assert_allclose([r[key] for r in resumed_log],
+                               [r[key] for r in full.history], rtol=1e-5)
+
+
 def test_resume_refuses_another_model_or_corpus(finished_run, tmp_path):
   corpus_path, config, _ = finished_run
   before = _listing(config.workdir)
