@@ -22,10 +22,10 @@ import numpy as np
 
 from experiments import common
 import jaylyrics_jax as jl
-from jaylyrics_jax import batching
-from jaylyrics_jax import evaluation
-from jaylyrics_jax import inference
-from jaylyrics_jax import mixture_step
+from jaylyrics_jax.data import batching
+from jaylyrics_jax.scoring import mixture as mixture_step
+from jaylyrics_jax.scoring import stream as evaluation
+from jaylyrics_jax.scoring import tuning as inference
 
 SHARED_CORPUS = os.path.join('..', 'shared', 'data', 'jaychou', 'origin.txt')
 
@@ -287,7 +287,7 @@ def time_sampling(ids, vocab_size, repeats) -> dict:
       times.append((time.perf_counter() - start) * 1e3)
     out[name] = statistics.median(times)
   # What the demo page does for "8 lines" (padded seed, length bucket).
-  from jaylyrics_jax.songwriter import Songwriter  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.generation.songwriter import Songwriter  # pylint: disable=g-import-not-at-top
   model = jl.LoadedModel(params, config, vocab, {}, 0)
   writer = Songwriter(model, None, train)
   seed = vocab.chars[1] + vocab.chars[2]

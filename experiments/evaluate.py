@@ -20,7 +20,7 @@ from experiments.inference_flags import CHECKPOINT
 from experiments.inference_flags import CORPUS
 from experiments.inference_flags import NGRAM_ORDER
 import jaylyrics_jax as jl
-from jaylyrics_jax import inference
+from jaylyrics_jax.scoring import tuning as inference
 
 TEXT_FILE = flags.DEFINE_string('text_file', None,
                                 'Raw UTF-8 lyrics file to score.')

@@ -20,8 +20,8 @@ import jax
 from experiments import common
 from experiments import sampling_flags as sf
 import jaylyrics_jax as jl
-from jaylyrics_jax import lyrics
-from jaylyrics_jax import realism
+from jaylyrics_jax.generation import lyrics
+from jaylyrics_jax.scoring import realism
 
 NEWLINES = flags.DEFINE_bool('newlines', True,
                              'Print each space as a line break.')

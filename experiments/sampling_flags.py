@@ -15,8 +15,8 @@ from experiments.inference_flags import CHECKPOINT
 from experiments.inference_flags import CORPUS
 from experiments.inference_flags import NGRAM_ORDER
 import jaylyrics_jax as jl
-from jaylyrics_jax import inference
-from jaylyrics_jax import mixture_step
+from jaylyrics_jax.scoring import mixture as mixture_step
+from jaylyrics_jax.scoring import tuning as inference
 
 SEED = flags.DEFINE_string('seed', '从前', 'Text the lyrics start from.')
 LENGTH = flags.DEFINE_integer(

@@ -20,9 +20,9 @@ import tqdm
 from experiments import common
 from experiments import config_flags
 import jaylyrics_jax as jl
-from jaylyrics_jax import inference
-from jaylyrics_jax import parallel
-from jaylyrics_jax import workdir_lock
+from jaylyrics_jax.runs import lock
+from jaylyrics_jax.scoring import tuning as inference
+from jaylyrics_jax.training import parallel
 
 CORPUS = flags.DEFINE_string(
     'corpus', None,
@@ -128,7 +128,7 @@ def main(argv):
   primary = parallel.is_primary()
   # Held across training and tuning, which both write the workdir; the
   # library calls take it again (re-entrant within this process).
-  with workdir_lock.hold(train_config.workdir, enabled=primary):
+  with lock.hold(train_config.workdir, enabled=primary):
     result = jl.train(corpus, model_config, train_config,
                       resume=RESUME.value,
                       on_step=console.on_step if primary else quiet,

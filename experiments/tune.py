@@ -14,7 +14,7 @@ import json
 from absl import flags
 
 from experiments import common
-from jaylyrics_jax import inference
+from jaylyrics_jax.scoring import tuning as inference
 
 CORPUS = flags.DEFINE_string(
     'corpus', None, 'The run\'s training corpus (default: the path recorded '

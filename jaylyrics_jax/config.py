@@ -68,7 +68,7 @@ class ModelConfig:
   impl: str = _field(
       'fused', 'How the train step computes the same model: fused = '
       'whole-window LSTM layers and output softmax loss with hand-written '
-      'gradients (jaylyrics_jax/fused.py; faster on CPU); flax = '
+      'gradients (jaylyrics_jax/models/fused.py; faster on CPU); flax = '
       'nn.RNN(OptimizedLSTMCell) and optax autodiff, the reference. Same '
       'parameters and results (to float32 rounding); not part of the '
       "model's shape.", choices=IMPLS)
@@ -175,7 +175,7 @@ class SamplingConfig:
   """How lyrics are written, one character at a time.
 
   The defaults are the ones that read best, chosen with
-  `jaylyrics_jax.realism` against the validation text (BUILD_NOTES.md,
+  `jaylyrics_jax.scoring.realism` against the validation text (BUILD_NOTES.md,
   "Decoding"); `experiments.sample` makes its flags from these fields, so
   the command line and the library write the same way. `controls_off()`
   gives the plain sampler (bit-identical to the sampler before the decoding
@@ -213,7 +213,7 @@ class SamplingConfig:
   rhyme: str = _field(
       'auto', "auto: line ends rhyme with the first line's end; none; or "
       'the rhyme to keep: a character, a pinyin final (ang, ian, ...) or a '
-      'rhyme group (江阳; jaylyrics_jax.rhyme).')
+      'rhyme group (江阳; jaylyrics_jax.data.rhyme).')
   rhyme_bonus: float = _field(
       3.0, 'Logit bonus of rhyming characters near the end of a line.')
   no_repeat_ngram: int = _field(
@@ -226,7 +226,7 @@ class SamplingConfig:
       'verbatim in the training text (0 = off).')
   best_of: int = _field(
       1, 'Draw this many candidates per sample in one call and keep the '
-      'best by jaylyrics_jax.lyrics.candidate_score.')
+      'best by jaylyrics_jax.generation.lyrics.candidate_score.')
 
   def __post_init__(self):
     for name, choices in (('mode', MODES), ('mixture', MIXTURES)):
@@ -255,7 +255,7 @@ class SamplingConfig:
                            'be 0 (off) or >= 2.')
     _positive('best_of', self.best_of)
     if self.rhyme not in ('auto', 'none'):
-      from jaylyrics_jax import rhyme  # pylint: disable=g-import-not-at-top
+      from jaylyrics_jax.data import rhyme  # pylint: disable=g-import-not-at-top
       rhyme.group_of_text(self.rhyme)  # Raises for what is not a rhyme.
 
   def controls_off(self) -> 'SamplingConfig':
