@@ -245,7 +245,7 @@ def time_torch(ids, vocab_size, shape, seconds) -> dict | None:
 
 
 # A typical tuned default inference (weights as best.flags' tuning found).
-MIXTURE = inference.MixtureSpec(weights=(0.5, 0.1, 0.2, 0.2), cache_size=300,
+MIXTURE = mixture_step.MixtureSpec(weights=(0.5, 0.1, 0.2, 0.2), cache_size=300,
                                 theta=10.0, ngram_order=6,
                                 ngram_cache_order=7)
 

@@ -21,7 +21,7 @@ from experiments import common
 from experiments import config_flags
 import jaylyrics_jax as jl
 from jaylyrics_jax.runs import lock
-from jaylyrics_jax.scoring import tuning as inference
+from jaylyrics_jax.scoring import tuning
 from jaylyrics_jax.training import parallel
 
 CORPUS = flags.DEFINE_string(
@@ -46,7 +46,7 @@ DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Initialise jax.distributed from the environment '
     '(SLURM, TPU, cloud) without the three flags above.')
 NGRAM_ORDER = flags.DEFINE_integer(
-    'ngram_order', inference.DEFAULT_NGRAM_ORDER, 'Order of the Kneser-Ney '
+    'ngram_order', tuning.DEFAULT_NGRAM_ORDER, 'Order of the Kneser-Ney '
     'n-gram mixed in at inference (tuned on the validation text after '
     'training; 0 = no n-gram).', lower_bound=0, upper_bound=8)
 RESUME = flags.DEFINE_bool('resume', False,

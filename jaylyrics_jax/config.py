@@ -12,6 +12,7 @@ Error messages name the Python argument (`cell='LSTM'`), never a flag.
 import dataclasses
 from typing import Any
 
+from jaylyrics_jax.data.rhyme import group_of_text
 from jaylyrics_jax.errors import JaylyricsError
 
 CELLS = ('lstm', 'gru', 'rnn')
@@ -256,10 +257,63 @@ class SamplingConfig:
     _positive('best_of', self.best_of)
     if self.rhyme not in ('auto', 'none'):
       from jaylyrics_jax.data import rhyme  # pylint: disable=g-import-not-at-top
-      rhyme.group_of_text(self.rhyme)  # Raises for what is not a rhyme.
+      group_of_text(self.rhyme)  # Raises for what is not a rhyme.
 
   def controls_off(self) -> 'SamplingConfig':
     """This config with every decoding control off: the plain sampler."""
     return dataclasses.replace(self, lines=0, min_line=0, max_line=0,
                                rhyme='none', no_repeat_ngram=0, max_copy=0,
                                best_of=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+  """The default inference's tuned settings; stored in a checkpoint step.
+
+  `tune_run` (or `scoring.tuning.tune_inference`) fits them; a weight list
+  names its components in order. The model+cache pair and the full mixture
+  are tuned separately, so each has its own cache window and sharpness (the
+  full mixture prefers a shorter, sharper cache: the n-gram cache already
+  covers long repeats).
+  """
+  cache_size: int = _field(
+      0, 'Neural cache window of the model+cache pair (0 = no cache).')
+  theta: float = _field(10.0, 'Sharpness of that cache, > 0.')
+  mix_cache_size: int = _field(
+      0, 'Neural cache window inside the full mixture (0 = no cache).')
+  mix_theta: float = _field(10.0, 'Sharpness of that cache, > 0.')
+  ngram_order: int = _field(
+      0, 'Order of the Kneser-Ney n-gram of the training text (0 = off).')
+  ngram_cache_order: int = _field(
+      5, 'Order of the Witten-Bell n-gram of the text already read.')
+  cache_weights: tuple[float, ...] = _field(
+      (1.0, 0.0), 'Weights of model and cache.')
+  ngram_weights: tuple[float, ...] = _field(
+      (1.0, 0.0), 'Weights of ngram and ngram_cache.')
+  full_weights: tuple[float, ...] = _field(
+      (1.0, 0.0, 0.0, 0.0), 'Weights of model, cache, ngram, ngram_cache.')
+  step: int = _field(-1, 'The checkpoint step they were tuned for.')
+
+  def __post_init__(self):
+    for name in ('cache_size', 'mix_cache_size', 'ngram_order'):
+      _at_least_zero(name, getattr(self, name))
+    _positive('ngram_cache_order', self.ngram_cache_order)
+    for name in ('theta', 'mix_theta'):
+      if not getattr(self, name) > 0:
+        raise JaylyricsError(f'{name}={getattr(self, name)!r}: must be > 0.')
+    for name, size in (('cache_weights', 2), ('ngram_weights', 2),
+                       ('full_weights', 4)):
+      weights = getattr(self, name)
+      if len(weights) != size or not all(w >= 0 for w in weights):
+        raise JaylyricsError(f'{name}={weights!r}: must be {size} weights '
+                             '>= 0.')
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> 'InferenceConfig':
+    d = dict(d)
+    for key in ('cache_weights', 'ngram_weights', 'full_weights'):
+      d[key] = tuple(d[key])
+    return cls(**d)

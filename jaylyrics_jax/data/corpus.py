@@ -6,6 +6,7 @@ space. Everything here is a pure function of its arguments except the file
 readers, which turn every way a file can be wrong into a `JaylyricsError`.
 """
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -14,6 +15,10 @@ import urllib.error
 import urllib.request
 from typing import Sequence
 
+import numpy as np
+
+from jaylyrics_jax.data.vocab import build_vocabulary
+from jaylyrics_jax.data.vocab import Vocabulary
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.files import new_file_mode
 
@@ -163,3 +168,25 @@ def split_train_valid(text: str, valid_fraction: float) -> tuple[str, str]:
         f'valid_fraction={valid_fraction!r}: must be in [0, 1).')
   n_valid = int(round(len(text) * valid_fraction))
   return text[:len(text) - n_valid], text[len(text) - n_valid:]
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusSplit:
+  """A corpus read once for a run: cleaned, its vocabulary built on the
+  whole text, cut into training ids <int32>[N] and the validation text, and
+  the cleaned text's SHA-256 (what checkpoints record)."""
+  vocab: Vocabulary
+  train_ids: np.ndarray
+  valid_text: str
+  corpus_sha256: str
+
+
+def read_split(corpus_path: str, valid_fraction: float,
+               min_chars: int = 2) -> CorpusSplit:
+  """Reads and cleans `corpus_path`, builds its vocabulary and splits it."""
+  text = load_clean_text(corpus_path, min_chars=min_chars)
+  vocab = build_vocabulary(text)
+  train_text, valid_text = split_train_valid(text, valid_fraction)
+  return CorpusSplit(vocab=vocab, train_ids=vocab.encode(train_text),
+                     valid_text=valid_text,
+                     corpus_sha256=sha256_of(text.encode('utf-8')))

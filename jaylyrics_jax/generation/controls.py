@@ -17,7 +17,6 @@ import numpy as np
 from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.data import rhyme
 from jaylyrics_jax.data.vocab import Vocabulary
-from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.generation import processors
 from jaylyrics_jax.scoring import ngram
 from jaylyrics_jax.scoring.realism import line_length_bounds
@@ -40,10 +39,10 @@ class Decoder:
   lines: int = 0
 
 
-def window_for(total: int) -> int:
-  """The no-repeat memory for `total` characters: a power of two, so close
-  lengths share one compiled sampler."""
-  return min(MAX_WINDOW, 1 << max(4, (total - 1).bit_length()))
+def bucket(n: int, smallest: int) -> int:
+  """The power of two >= n, at least `smallest`: close sizes share one
+  compiled sampler."""
+  return max(smallest, 1 << max(0, (n - 1).bit_length()))
 
 
 @functools.lru_cache(maxsize=8)
@@ -57,17 +56,14 @@ def copy_tables(train_ids: np.ndarray, vocab_size: int, n: int,
   ids = np.asarray(train_ids)
   ids = ids[ids != space_id]
   keys = ngram.ngram_keys(ids, vocab_size, n + 1)
-  limit = np.iinfo(np.int32).max
-  if any(len(k) and k[-1] >= limit for k in keys):
-    raise JaylyricsError(f'max_copy={n}: the training text has too many '
-                         'n-grams to number in 32 bits. Use a smaller one.')
+  too_many = (f'max_copy={n}: the training text has too many n-grams to '
+              'number in 32 bits. Use a smaller one.')
+  device_keys = tuple(ngram.device_keys(k, too_many) for k in keys)
   contexts = keys[n] // vocab_size
   starts = np.searchsorted(contexts, np.arange(len(keys[n - 1]) + 1))
-  width = max(1, int(np.max(np.diff(starts), initial=0)))
-  tables = processors.CopyTables(
-      keys=tuple(jnp.asarray(np.append(k, limit), jnp.int32) for k in keys),
-      starts=jnp.asarray(starts, jnp.int32))
-  return tables, width
+  tables = processors.CopyTables(keys=device_keys,
+                                 starts=jnp.asarray(starts, jnp.int32))
+  return tables, ngram.max_width(starts)
 
 
 # Per training text, built once: a sampling call reuses them (encoding the
@@ -133,7 +129,7 @@ def build_decoder(config: SamplingConfig, vocab: Vocabulary,
                                jnp.asarray(target, jnp.int32)))
   if config.no_repeat_ngram:
     add(processors.NoRepeat(config.no_repeat_ngram, space_id,
-                            window_for(total_length),
+                            min(MAX_WINDOW, bucket(total_length, 16)),
                             config.max_line_repeats))
   if config.max_copy:
     if train_text is None:

@@ -20,9 +20,9 @@ from jaylyrics_jax.data.vocab import Vocabulary
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.generation import controls as decoding
 from jaylyrics_jax.generation import sampler as sampling
-from jaylyrics_jax.scoring import mixture as mixture_step
 from jaylyrics_jax.scoring import realism
 from jaylyrics_jax.scoring.mixture import DeviceMixture
+from jaylyrics_jax.scoring.mixture import for_generation
 
 # Weight of each realism penalty in `candidate_score`, in nats per character.
 PENALTY = 1.0
@@ -94,9 +94,7 @@ def sample_candidates(params: Any, model_config: ModelConfig,
                                    max(len(seed_ids), pad_seed_to) + length,
                                    warn)
   rows = num_samples * config.best_of
-  if mixture is not None:
-    spec = mixture_step.for_generation(mixture.spec, config.mixture)
-    mixture = DeviceMixture(spec, mixture.tables if spec.ngram_order else None)
+  mixture = for_generation(mixture, config.mixture)
   tokens, log_probs = sampling.sample_tokens(
       params, model_config, seed_ids, key, length, decoder.chain,
       decoder.tables, rows, mixture, config.min_copy_distance, chunk,
@@ -153,18 +151,3 @@ def sample_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
                              config, num_samples, unknown, mixture,
                              train_text, warn, chunk, on_chunk)
   return [group[0].text for group in groups]
-
-
-def copy_rate(generated: str, train_text: str, n: int = 4) -> float:
-  """Share of the generated n-character strings (spaces removed) that occur
-  verbatim in the training text (spaces removed too); nan if there are none.
-
-  A low bits-per-character must not come from reciting the training lyrics.
-  """
-  seen = realism.gram_set(train_text, n)
-  text = generated.replace(' ', '')
-  grams = [text[i:i + n] for i in range(len(text) - n + 1)]
-  if not grams:
-    return float('nan')
-  return sum(g in seen for g in grams) / len(grams)
-

@@ -29,6 +29,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from jaylyrics_jax.scoring import ngram
+
 NEG_INF = -jnp.inf
 
 
@@ -350,12 +352,6 @@ class CopyTables:
   starts: jax.Array
 
 
-def lookup(keys: jax.Array, queries: jax.Array) -> jax.Array:
-  """Index of each query in sorted `keys`, -1 where absent (or query < 0)."""
-  idx = jnp.minimum(jnp.searchsorted(keys, queries), keys.shape[0] - 1)
-  return jnp.where((queries >= 0) & (keys[idx] == queries), idx, -1)
-
-
 @dataclasses.dataclass(frozen=True)
 class MaxCopy:
   """Never writes more than n consecutive characters (spaces removed) that
@@ -376,11 +372,7 @@ class MaxCopy:
 
   def update(self, logits, ids, token, tables):
     v = self.vocab_size
-    prefixes = jnp.concatenate([jnp.zeros((1,), jnp.int32), ids[:-1]])
-    new_ids = jnp.stack([
-        lookup(tables.keys[j], jnp.where(prefixes[j] >= 0,
-                                         prefixes[j] * v + token, -1))
-        for j in range(self.n)])
+    new_ids = ngram.extend_ids(tables.keys, ids, token, v)
     ids = jnp.where(token == self.space_id, ids, new_ids)
     ctx = ids[-1]
     lo = tables.starts[jnp.maximum(ctx, 0)]

@@ -3,7 +3,7 @@
 `generate` / `decode` are pure functions of a step function and a
 `processors.Chain`, so they can be tested with stubbed logits;
 `sample_tokens` wires them to a trained `CharLM`, alone or mixed with its
-neural cache and n-grams (`mixture_step.DeviceMixture`: the default
+neural cache and n-grams (`scoring.mixture.DeviceMixture`: the default
 inference), compiled once per model, chain and length. Turning settings into
 a chain (`jaylyrics_jax.generation.controls`) and text into lyrics
 (`jaylyrics_jax.generation.lyrics`) happen on the host, above this module.
@@ -138,12 +138,15 @@ def generate(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
   return decode(step_fn, state, jax.random.split(key, length), chain, tables)
 
 
-def _sampling_model_config(model_config: ModelConfig,
-                           min_copy_distance: int) -> ModelConfig:
+def _copy_distances(model_config: ModelConfig,
+                    min_copy_distance: int) -> tuple[ModelConfig, int]:
+  """`SamplingConfig.min_copy_distance`, applied once: the model config to
+  sample with (attention copies only from at least that far back; 0 = as
+  trained) and the caches' minimum distance (>= 1; 1 = all)."""
   if min_copy_distance and model_config.attn_length:
-    return dataclasses.replace(model_config,
-                               attn_min_distance=min_copy_distance)
-  return model_config
+    model_config = dataclasses.replace(model_config,
+                                       attn_min_distance=min_copy_distance)
+  return model_config, max(1, min_copy_distance)
 
 
 @functools.lru_cache(maxsize=32)
@@ -161,7 +164,8 @@ def _compiled(model_config: ModelConfig, chain: processors.Chain,
   to S share one compiled program (a server's seeds); otherwise seed_len is
   S and the model reads the seed in one call.
   """
-  model_config = _sampling_model_config(model_config, min_copy_distance)
+  model_config, cache_distance = _copy_distances(model_config,
+                                                 min_copy_distance)
   if spec is None:
     model = CharLM(model_config)
 
@@ -176,7 +180,7 @@ def _compiled(model_config: ModelConfig, chain: processors.Chain,
         _, carry = model.apply({'params': params}, seed_ids[None, :-1], carry)
       return carry
   else:
-    step = make_mixture_step(model_config, spec, max(1, min_copy_distance))
+    step = make_mixture_step(model_config, spec, cache_distance)
 
     def prime(params, mix_tables, seed_ids):
       # The seed is read one character at a time, so the caches hold it.
@@ -244,8 +248,9 @@ def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
   """Samples `num_samples` rows of `length` tokens after the seed.
 
   Row i uses the keys `step_keys(key, num_samples, length)[i]`. With
-  `mixture`, characters are drawn from the model mixed with its caches and
-  n-grams. With `chunk` > 0 the rows are generated `chunk` tokens at a time
+  `mixture` (the part to draw from: `scoring.mixture.for_generation`),
+  characters are drawn from the model mixed with its caches and n-grams;
+  None draws from the model alone. With `chunk` > 0 the rows are generated `chunk` tokens at a time
   by the same compiled scan, the state passed on (the same tokens as one
   scan), calling `on_chunk(tokens_done)` after each: a long text shows
   progress and can be interrupted between chunks. With `pad_seed_to` >= the
@@ -271,9 +276,8 @@ def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
   if pad_seed_to:
     seed_ids = np.pad(np.asarray(seed_ids), (0, pad_seed_to - seed_len))
   seed_ids = jnp.asarray(seed_ids, jnp.int32)
-  use_mixture = mixture is not None and mixture.spec.weights[0] < 1.0
-  spec = mixture.spec if use_mixture else None
-  mix_tables = mixture.tables if use_mixture else None
+  spec = mixture.spec if mixture is not None else None
+  mix_tables = mixture.tables if mixture is not None else None
   start, resume = _compiled(model_config, chain, spec, min_copy_distance,
                             int(seed_ids.shape[0]) + length,
                             bool(pad_seed_to))

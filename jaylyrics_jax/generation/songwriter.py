@@ -18,9 +18,10 @@ import jax
 from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.data import rhyme
 from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.models.charlm import TrainedModel
 from jaylyrics_jax.generation import lyrics
+from jaylyrics_jax.generation.controls import bucket
 from jaylyrics_jax.generation.controls import FALLBACK_LINE_BOUNDS
-from jaylyrics_jax.runs.store import LoadedModel
 from jaylyrics_jax.scoring import realism
 from jaylyrics_jax.scoring.mixture import DeviceMixture
 
@@ -62,14 +63,10 @@ class Song:
     return out
 
 
-def _bucket(n: int, smallest: int) -> int:
-  return max(smallest, 1 << max(0, (n - 1).bit_length()))
-
-
 class Songwriter:
   """Writes with one trained run; not thread-safe (serve one at a time)."""
 
-  def __init__(self, model: LoadedModel, mixture: DeviceMixture | None = None,
+  def __init__(self, model: TrainedModel, mixture: DeviceMixture | None = None,
                train_text: str | None = None,
                config: SamplingConfig = SamplingConfig(),
                warn: Callable[[str], None] = lambda message: None):
@@ -87,7 +84,7 @@ class Songwriter:
 
   def facts(self) -> dict[str, Any]:
     """The run: checkpoint step, valid bits/char of the model alone."""
-    loss = self.model.meta.get('valid_loss')
+    loss = self.model.valid_loss
     return {'step': self.model.step,
             'valid_bpc': None if loss is None else loss / math.log(2),
             'vocab_size': self.model.vocab.size}
@@ -113,8 +110,8 @@ class Songwriter:
               temperature: float, best_of: int, rng_seed: int) -> str:
     """seed + the lines that follow, up to `lines` lines in all."""
     new_lines = lines - seed.count(' ')
-    length = _bucket(new_lines * (self.max_line + 1), 16)
-    pad = _bucket(len(seed), 32)
+    length = bucket(new_lines * (self.max_line + 1), 16)
+    pad = bucket(len(seed), 32)
     if pad + length > MAX_CHARS:
       raise JaylyricsError(
           f'Too long: {len(seed)} seed characters and {new_lines} lines to '
@@ -138,7 +135,7 @@ class Songwriter:
     song = Song(seed, tuple(out), rhyme.group_name(group), {})
     figures = realism.report([song.text], self.judge)
     generated = song.text[len(seed):]
-    figures['copy_rate'] = (lyrics.copy_rate(generated, self.train_text)
+    figures['copy_rate'] = (realism.copy_rate(generated, self.train_text)
                             if self.train_text else float('nan'))
     return dataclasses.replace(song, figures=figures)
 

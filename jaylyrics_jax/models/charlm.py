@@ -1,12 +1,13 @@
 """`CharLM`: embedding -> stacked RNN scanned over time -> softmax logits."""
 
-from typing import Any
+from typing import Any, Protocol
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.data.vocab import Vocabulary
 from jaylyrics_jax.models.fused import WindowLSTM
 from jaylyrics_jax.models.pointer import empty_memory
 from jaylyrics_jax.models.pointer import PointerMemory
@@ -21,6 +22,21 @@ _CELLS = {
 # One entry per layer: an LSTM carry is (c, h), a GRU or RNN carry is h;
 # with attention (attn_length > 0) a `PointerMemory` follows the layers.
 Carries = tuple[Any, ...]
+
+
+class TrainedModel(Protocol):
+  """A trained model as the scoring and writing code reads it.
+
+  `load_model`'s `LoadedModel` is one; any object with these attributes is.
+  valid_loss: its validation loss in nats per character (None if unknown).
+  """
+  params: Any
+  model_config: ModelConfig
+  vocab: Vocabulary
+  step: int
+
+  @property
+  def valid_loss(self) -> float | None: ...
 
 
 def zero_carries(config: ModelConfig, batch_size: int) -> Carries:

@@ -186,6 +186,34 @@ def read_meta(manager: 'ocp.CheckpointManager', step: int) -> dict[str, Any]:
       step, args=_ocp().args.Composite(meta=_ocp().args.JsonRestore())).meta
 
 
+def _candidates(manager: 'ocp.CheckpointManager', directory: str,
+                steps: list[int], which: str, step: int | None) -> list[int]:
+  """The steps to try, in order: `step` alone, or the best (which='best')
+  and then the newest first."""
+  if not steps:
+    raise JaylyricsError(
+        f'No complete checkpoint in {directory!r}. Train first, or pass '
+        'the workdir= of a finished run.')
+  if step is not None:
+    if step not in steps:
+      raise JaylyricsError(
+          f'Checkpoint step {step} is not in {directory!r}; available: '
+          f'{sorted(steps)}.')
+    return [step]
+  best = manager.best_step() if which == 'best' else None
+  if best is None:
+    return steps
+  return [best] + [s for s in steps if s != best]
+
+
+def _move_damaged(workdir: str, step: int, warn: Callable[[str], None]):
+  """Moves damaged `step` into <workdir>/damaged_checkpoints/."""
+  target = os.path.join(workdir, 'damaged_checkpoints', str(step))
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  shutil.move(os.path.join(checkpoint_dir(workdir), str(step)), target)
+  warn(f'Moved damaged checkpoint {step} to {target}.')
+
+
 def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
             which: str = 'latest', step: int | None = None,
             warn: Callable[[str], None] = logging.warning,
@@ -222,21 +250,7 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
   manager = open_manager(workdir, for_writing=False)
   try:
     steps = sorted(manager.all_steps(), reverse=True)
-    if not steps:
-      raise JaylyricsError(
-          f'No complete checkpoint in {directory!r}. Train first, or pass '
-          'the workdir= of a finished run.')
-    if step is not None:
-      if step not in steps:
-        raise JaylyricsError(
-            f'Checkpoint step {step} is not in {directory!r}; available: '
-            f'{sorted(steps)}.')
-      candidates = [step]
-    else:
-      candidates = steps
-      best = manager.best_step() if which == 'best' else None
-      if best is not None:
-        candidates = [best] + [s for s in steps if s != best]
+    candidates = _candidates(manager, directory, steps, which, step)
     damaged, vanished = [], []
     for s in candidates:
       try:
@@ -250,10 +264,7 @@ def restore(workdir: str, abstract_state_fn: Callable[[dict[str, Any]], Any],
         for name in extra_items:
           meta[name] = read_json_item(manager, s, name)
         for bad in damaged if move_damaged else ():
-          target = os.path.join(workdir, 'damaged_checkpoints', str(bad))
-          os.makedirs(os.path.dirname(target), exist_ok=True)
-          shutil.move(os.path.join(directory, str(bad)), target)
-          warn(f'Moved damaged checkpoint {bad} to {target}.')
+          _move_damaged(workdir, bad, warn)
         return state, meta, s
       except JaylyricsError:
         raise

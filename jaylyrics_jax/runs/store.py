@@ -35,6 +35,73 @@ INFERENCE_ITEM = 'inference'
 MODEL_ONLY = 'model'
 
 
+@dataclasses.dataclass(frozen=True)
+class CheckpointMeta:
+  """What a checkpoint step says of itself: its JSON `meta` item.
+
+  A training run's step has a train_config and its loop position; a
+  `save_model` step has kind=MODEL_ONLY and, instead of a train_config, the
+  valid_fraction of its corpus. valid_loss: nats per character, None when
+  unknown (never NaN: JSON has none).
+  """
+  vocab: tuple[str, ...]
+  model_config: ModelConfig
+  train_config: TrainConfig | None = None
+  corpus_path: str | None = None
+  corpus_sha256: str | None = None
+  valid_loss: float | None = None
+  loop: dict[str, Any] | None = None
+  valid_fraction: float | None = None
+  kind: str | None = None
+
+  def __post_init__(self):
+    if self.valid_loss is not None and math.isnan(self.valid_loss):
+      object.__setattr__(self, 'valid_loss', None)
+
+  @property
+  def metric(self) -> float:
+    """The checkpoint's rank for which='best' (lower is better)."""
+    return math.inf if self.valid_loss is None else float(self.valid_loss)
+
+  def to_dict(self) -> dict[str, Any]:
+    """The JSON form, as `checkpoints.save` writes it."""
+    out = {
+        'vocab': list(self.vocab),
+        'corpus_sha256': self.corpus_sha256,
+        'corpus_path': self.corpus_path,
+        'model_config': self.model_config.to_dict(),
+        'train_config': (None if self.train_config is None
+                         else self.train_config.to_dict()),
+        'valid_loss': self.valid_loss,
+    }
+    if self.kind is not None:
+      out['kind'] = self.kind
+    if self.loop is not None:
+      out['loop'] = self.loop
+    if self.valid_fraction is not None:
+      out['valid_fraction'] = self.valid_fraction
+    return out
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> 'CheckpointMeta':
+    train_config = d.get('train_config')
+    return cls(vocab=tuple(d['vocab']),
+               model_config=ModelConfig.from_dict(d['model_config']),
+               train_config=(None if train_config is None
+                             else TrainConfig.from_dict(train_config)),
+               corpus_path=d.get('corpus_path'),
+               corpus_sha256=d.get('corpus_sha256'),
+               valid_loss=d.get('valid_loss'), loop=d.get('loop'),
+               valid_fraction=d.get('valid_fraction'), kind=d.get('kind'))
+
+  @property
+  def split_fraction(self) -> float:
+    """The share of the corpus, at its end, held out for validation."""
+    if self.train_config is not None:
+      return self.train_config.valid_fraction
+    return self.valid_fraction
+
+
 def checkpoint_tree(state: TrainState, dropout_key: jax.Array) -> dict[str, Any]:
   """The arrays saved at a step: the train state and the raw dropout key."""
   return {'train': state, 'dropout_key': jax.random.key_data(dropout_key)}
@@ -79,6 +146,11 @@ class LoadedModel:
   vocab: Vocabulary
   meta: dict[str, Any]
   step: int
+
+  @property
+  def valid_loss(self) -> float | None:
+    """The step's validation loss in nats per character, None if unknown."""
+    return self.meta.get('valid_loss')
 
 
 def load_model(workdir: str, which: str = 'best', step: int | None = None,
@@ -168,27 +240,19 @@ def save_model(workdir: str, params: Any, model_config: ModelConfig,
   if not 0.0 <= valid_fraction < 1.0:
     raise JaylyricsError(
         f'valid_fraction={valid_fraction!r}: must be in [0, 1).')
-  meta = {
-      'kind': MODEL_ONLY,
-      'vocab': list(vocab.chars),
-      'model_config': model_config.to_dict(),
-      'train_config': None,
-      'valid_fraction': valid_fraction,
-      'corpus_path': None,
-      'corpus_sha256': None,
-      'valid_loss': valid_loss,
-  }
+  corpus_sha256 = None
   if corpus_path is not None:
     text = load_clean_text(corpus_path)
-    meta['corpus_path'] = os.path.abspath(corpus_path)
-    meta['corpus_sha256'] = sha256_of(text.encode('utf-8'))
-  if valid_loss is not None and math.isnan(valid_loss):
-    valid_loss = None
-  meta['valid_loss'] = valid_loss
-  metric = math.inf if valid_loss is None else float(valid_loss)
+    corpus_sha256 = sha256_of(text.encode('utf-8'))
+    corpus_path = os.path.abspath(corpus_path)
+  meta = CheckpointMeta(vocab=vocab.chars, model_config=model_config,
+                        corpus_path=corpus_path, corpus_sha256=corpus_sha256,
+                        valid_loss=valid_loss, valid_fraction=valid_fraction,
+                        kind=MODEL_ONLY)
   manager = checkpointing.open_manager(workdir, keep=keep)
   try:
-    checkpointing.save(manager, step, {'params': params}, meta, metric)
+    checkpointing.save(manager, step, {'params': params}, meta.to_dict(),
+                       meta.metric)
   finally:
     manager.close()
   return step

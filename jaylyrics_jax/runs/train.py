@@ -1,11 +1,15 @@
 """The training run: data, epochs, validation, logs, checkpoints, resume.
 
 `train` is what `python -m experiments.train` calls; it takes plain configs
-and callbacks and reads no flags. At the end it tunes the default inference
-(`inference.tune_run`) unless told not to. Everything a resumed run needs to continue
-exactly (step, epoch, position inside the epoch, carried hidden state,
-optimizer state with the learning-rate schedule's position, dropout key,
-early-stopping counters and the epoch's running sums) is in the checkpoint.
+and callbacks and reads no flags. It reads top to bottom: `_setup` fixes
+what the whole run shares, `_restore_or_init` resumes or starts the run's
+state (`RunState`), `_run_epochs` runs `_run_epoch` and `_end_epoch` (log,
+checkpoint, early stop) until the run ends, and `_tune_at_end` tunes the
+default inference (`runs.tune.tune_run`) on the corpus already read.
+Everything a resumed run needs to continue exactly (step, epoch, position
+inside the epoch, carried hidden state, optimizer state with the
+learning-rate schedule's position, dropout key, early-stopping counters and
+the epoch's running sums) is in the checkpoint.
 """
 
 import dataclasses
@@ -17,19 +21,17 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from jaylyrics_jax.config import InferenceConfig
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.config import TrainConfig
 from jaylyrics_jax.data.batching import epoch_batches
 from jaylyrics_jax.data.batching import min_chars
 from jaylyrics_jax.data.batching import num_batches
-from jaylyrics_jax.data.corpus import load_clean_text
-from jaylyrics_jax.data.corpus import sha256_of
-from jaylyrics_jax.data.corpus import split_train_valid
-from jaylyrics_jax.data.vocab import build_vocabulary
-from jaylyrics_jax.data.vocab import Vocabulary
+from jaylyrics_jax.data.corpus import CorpusSplit
+from jaylyrics_jax.data.corpus import read_split
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.models.charlm import zero_carries
-from jaylyrics_jax.runs import checkpoints as checkpointing
+from jaylyrics_jax.runs import checkpoints
 from jaylyrics_jax.runs import lock
 from jaylyrics_jax.runs.logs import append_jsonl
 from jaylyrics_jax.runs.logs import keep_records
@@ -37,41 +39,23 @@ from jaylyrics_jax.runs.logs import LOG_FILE
 from jaylyrics_jax.runs.plot import plot_losses
 from jaylyrics_jax.runs.store import abstract_tree
 from jaylyrics_jax.runs.store import checkpoint_tree
+from jaylyrics_jax.runs.store import CheckpointMeta
 from jaylyrics_jax.runs.store import MODEL_ONLY
-from jaylyrics_jax.scoring import tuning as inference
+from jaylyrics_jax.runs.tune import tune_run
 from jaylyrics_jax.scoring.stream import stream_arrays
 from jaylyrics_jax.scoring.stream import stream_nll
-from jaylyrics_jax.scoring.tuning import InferenceConfig
+from jaylyrics_jax.scoring.stream import StreamArrays
+from jaylyrics_jax.scoring.tuning import DEFAULT_NGRAM_ORDER
 from jaylyrics_jax.training import parallel
 from jaylyrics_jax.training.steps import create_train_state
 from jaylyrics_jax.training.steps import make_optimizer
 from jaylyrics_jax.training.steps import make_train_step
+from jaylyrics_jax.training.steps import TrainState
 
 # Train-config fields that fix the data stream or the state's shapes: a
 # resumed run must keep them.
 _RESUME_FIXED = ('batch_size', 'seq_length', 'valid_fraction', 'random_offset',
                  'rng_seed')
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainData:
-  """The cleaned corpus, cut and encoded for one run."""
-  vocab: Vocabulary
-  train_ids: np.ndarray
-  valid_text: str
-  corpus_sha256: str
-
-
-def prepare_data(corpus_path: str, config: TrainConfig) -> TrainData:
-  """Reads, cleans, builds the vocabulary (whole text) and splits the corpus."""
-  text = load_clean_text(corpus_path,
-                         min_chars=min_chars(config.batch_size,
-                                             config.seq_length))
-  vocab = build_vocabulary(text)
-  train_text, valid_text = split_train_valid(text, config.valid_fraction)
-  return TrainData(vocab=vocab, train_ids=vocab.encode(train_text),
-                   valid_text=valid_text,
-                   corpus_sha256=sha256_of(text.encode('utf-8')))
 
 
 @dataclasses.dataclass
@@ -93,7 +77,7 @@ class TrainResult:
   inference: the default inference tuned at the end (see `tune`), stored in
     the best checkpoint step; None when it was not tuned.
   inference_scores: the validation scores of its components
-    (`inference.evaluate_components`), or None.
+    (`scoring.tuning.evaluate_components`), or None.
   """
   workdir: str
   step: int
@@ -109,7 +93,51 @@ def _no_op(*unused_args, **unused_kwargs):
   pass
 
 
-def _check_resumable(meta: dict[str, Any], data: TrainData,
+@dataclasses.dataclass(frozen=True)
+class TrainHooks:
+  """What the run calls back: `train`'s on_step, on_epoch, on_message and
+  stop_requested (see there)."""
+  on_step: Callable[[int, int, int], None] = _no_op
+  on_epoch: Callable[[dict[str, Any]], None] = _no_op
+  on_message: Callable[[str], None] = _no_op
+  stop_requested: Callable[[], bool] = lambda: False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+  """What the whole run shares, fixed before its first step."""
+  corpus_path: str
+  data: CorpusSplit
+  model_config: ModelConfig
+  config: TrainConfig
+  place: parallel.Placement
+  tx: Any  # The optax optimizer.
+  train_step: Callable[..., Any]
+  steps_per_epoch: int
+  max_offset: int
+  offset_key: jax.Array
+  valid_arrays: StreamArrays
+  primary: bool  # Only process 0 writes logs and plots.
+  log_path: str
+  make_plot: bool
+
+
+@dataclasses.dataclass
+class RunState:
+  """The run as it goes: the device state and dropout key, the loop's
+  position, the step counted on the host (no per-step sync), the checkpoint
+  manager (opened at the first save: orbax is not needed before), the
+  epochs' log records and how the run ended so far."""
+  state: TrainState
+  dropout_key: jax.Array
+  loop: LoopState
+  host_step: int
+  manager: Any = None
+  history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  stopped: str = 'finished'
+
+
+def _check_resumable(meta: dict[str, Any], data: CorpusSplit,
                      model_config: ModelConfig, config: TrainConfig) -> None:
   """Refuses to continue a checkpoint with another corpus or model shape."""
   if meta.get('kind') == MODEL_ONLY:
@@ -149,7 +177,7 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
           on_message: Callable[[str], None] = _no_op,
           stop_requested: Callable[[], bool] = lambda: False,
           make_plot: bool = True, tune: bool = True,
-          ngram_order: int = inference.DEFAULT_NGRAM_ORDER) -> TrainResult:
+          ngram_order: int = DEFAULT_NGRAM_ORDER) -> TrainResult:
   """Trains a `CharLM` on a lyrics file, writing everything into the workdir.
 
   Then, by default, tunes the default inference (the model mixed with its
@@ -184,31 +212,39 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
   """
   if ngram_order < 0:
     raise JaylyricsError(f'ngram_order={ngram_order!r}: must be >= 0.')
-  data = prepare_data(corpus_path, config)
+  data = read_split(corpus_path, config.valid_fraction,
+                    min_chars(config.batch_size, config.seq_length))
   if model_config.vocab_size not in (0, data.vocab.size):
     raise JaylyricsError(
         f'model_config has vocab_size={model_config.vocab_size} but the '
         f'corpus has {data.vocab.size} distinct characters; leave '
         'vocab_size=0 to take it from the corpus.')
+  hooks = TrainHooks(on_step, on_epoch, on_message, stop_requested)
   # Process 0 holds the workdir for every process of the run.
   with lock.hold(config.workdir, enabled=parallel.is_primary()):
-    return _train_locked(corpus_path, data, model_config, config, resume,
-                         on_step, on_epoch, on_message, stop_requested,
-                         make_plot, tune, ngram_order)
+    setup = _setup(corpus_path, data, model_config, config, make_plot)
+    run = _restore_or_init(setup, resume, hooks)
+    failed = True
+    try:
+      _run_epochs(setup, run, hooks)
+      failed = False
+    finally:
+      if run.manager is not None:
+        checkpoints.close_manager(run.manager, failed=failed)
+    tuned = scores = None
+    if tune and run.stopped != 'interrupted' and config.valid_fraction > 0:
+      tuned, scores = _tune_at_end(setup, ngram_order, hooks)
+  return TrainResult(workdir=config.workdir, step=run.host_step,
+                     epochs=run.loop.epoch,
+                     best_valid_loss=run.loop.best_valid_loss,
+                     stopped=run.stopped, history=run.history,
+                     inference=tuned, inference_scores=scores)
 
 
-def _train_locked(corpus_path: str, data: TrainData,
-                  model_config: ModelConfig, config: TrainConfig, resume: bool,
-                  on_step: Callable[[int, int, int], None],
-                  on_epoch: Callable[[dict[str, Any]], None],
-                  on_message: Callable[[str], None],
-                  stop_requested: Callable[[], bool],
-                  make_plot: bool, tune: bool, ngram_order: int) -> TrainResult:
-  """`train` once the workdir is locked; the arguments are `train`'s."""
+def _setup(corpus_path: str, data: CorpusSplit, model_config: ModelConfig,
+           config: TrainConfig, make_plot: bool) -> _Setup:
+  """The run's fixed parts; refuses a corpus too short for one batch."""
   model_config = dataclasses.replace(model_config, vocab_size=data.vocab.size)
-  workdir = config.workdir
-  log_path = os.path.join(workdir, LOG_FILE)
-
   b, t = config.batch_size, config.seq_length
   max_offset = t - 1 if config.random_offset else 0
   steps_per_epoch = num_batches(len(data.train_ids), b, t, max_offset)
@@ -218,177 +254,211 @@ def _train_locked(corpus_path: str, data: TrainData,
         f'characters, fewer than one batch needs ({min_chars(b, t) + max_offset}'
         ' = batch_size * seq_length + 1). Use a longer corpus or a smaller '
         f'batch_size={b} or seq_length={t}.')
-  valid_arrays = stream_arrays(data.valid_text, data.vocab)
-
-  place = parallel.Placement(
-      parallel.data_mesh(config.num_devices, config.batch_size))
-  primary = parallel.is_primary()  # Only process 0 writes logs and plots.
   tx = make_optimizer(config, steps_per_epoch)
-  train_step = make_train_step(model_config, tx)
-  init_key, dropout_key, offset_key = jax.random.split(
-      jax.random.key(config.rng_seed), 3)
-  loop = LoopState()
-  has_checkpoints = bool(checkpointing.saved_steps(workdir))
+  _, _, offset_key = _run_keys(config)
+  return _Setup(
+      corpus_path=os.path.abspath(corpus_path), data=data,
+      model_config=model_config, config=config,
+      place=parallel.Placement(
+          parallel.data_mesh(config.num_devices, config.batch_size)),
+      tx=tx, train_step=make_train_step(model_config, tx),
+      steps_per_epoch=steps_per_epoch, max_offset=max_offset,
+      offset_key=offset_key,
+      valid_arrays=stream_arrays(data.valid_text, data.vocab),
+      primary=parallel.is_primary(),
+      log_path=os.path.join(config.workdir, LOG_FILE), make_plot=make_plot)
+
+
+def _run_keys(config: TrainConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(init, dropout, offset) keys of the run's seed."""
+  return tuple(jax.random.split(jax.random.key(config.rng_seed), 3))
+
+
+def _restore_or_init(setup: _Setup, resume: bool,
+                     hooks: TrainHooks) -> RunState:
+  """The newest good checkpoint's state (resume=True), or a fresh one."""
+  config, place = setup.config, setup.place
+  workdir = config.workdir
+  has_checkpoints = bool(checkpoints.saved_steps(workdir))
   if resume and has_checkpoints:
-    tree, meta, restored_step = checkpointing.restore(
+    tree, meta, restored_step = checkpoints.restore(
         workdir, lambda m: place.abstract(abstract_tree(m)), which='latest',
-        warn=on_message, move_damaged=primary)
-    _check_resumable(meta, data, model_config, config)
-    state = tree['train']
-    dropout_key = jax.random.wrap_key_data(tree['dropout_key'])
+        warn=hooks.on_message, move_damaged=setup.primary)
+    _check_resumable(meta, setup.data, setup.model_config, config)
     loop = LoopState(**meta['loop'])
-    if primary:
-      keep_records(log_path, lambda r: r.get('epoch', 0) <= loop.epoch)
-    on_message(f'Resumed from step {restored_step} (epoch {loop.epoch + 1}, '
-               f'batch {loop.position}/{steps_per_epoch}).')
-  else:
-    if has_checkpoints:
-      raise JaylyricsError(
-          f'The workdir {workdir!r} already holds checkpoints of another run. '
-          'Pass resume=True to continue it, or another workdir= to start '
-          'afresh (nothing was changed).')
-    if resume:
-      on_message(f'No checkpoint in {workdir!r}: starting a new run.')
-    state = place.state(create_train_state(model_config, tx, b, init_key))
-    dropout_key = place.key(dropout_key)
-    if primary:
-      keep_records(log_path, lambda r: False)
-  del init_key
+    if setup.primary:
+      keep_records(setup.log_path, lambda r: r.get('epoch', 0) <= loop.epoch)
+    hooks.on_message(
+        f'Resumed from step {restored_step} (epoch {loop.epoch + 1}, '
+        f'batch {loop.position}/{setup.steps_per_epoch}).')
+    state = tree['train']
+    return RunState(state, jax.random.wrap_key_data(tree['dropout_key']),
+                    loop, int(state.step))
+  if has_checkpoints:
+    raise JaylyricsError(
+        f'The workdir {workdir!r} already holds checkpoints of another run. '
+        'Pass resume=True to continue it, or another workdir= to start '
+        'afresh (nothing was changed).')
+  if resume:
+    hooks.on_message(f'No checkpoint in {workdir!r}: starting a new run.')
+  init_key, dropout_key, _ = _run_keys(config)
+  state = place.state(create_train_state(setup.model_config, setup.tx,
+                                         config.batch_size, init_key))
+  if setup.primary:
+    keep_records(setup.log_path, lambda r: False)
+  return RunState(state, place.key(dropout_key), LoopState(),
+                  int(state.step))
 
-  manager = None  # Opened at the first save: orbax is not needed before.
-  history = []
 
-  def valid_loss_of(params) -> float:
-    if not len(valid_arrays.targets):
-      return math.nan
-    nll, count = stream_nll(params, model_config, valid_arrays)
-    return nll / count if count else math.nan
+def _valid_loss(setup: _Setup, params: Any) -> float:
+  """Mean validation loss in nats per character; NaN without valid text."""
+  if not len(setup.valid_arrays.targets):
+    return math.nan
+  nll, count = stream_nll(params, setup.model_config, setup.valid_arrays)
+  return nll / count if count else math.nan
 
-  def check_finite():
-    bad = int(state.nonfinite_step)
-    if bad >= 0:
-      raise JaylyricsError(
-          f'The loss or gradient became NaN/Inf at step {bad} (epoch '
-          f'{loop.epoch + 1}); no checkpoint was written after it and the '
-          'earlier ones are kept. Lower learning_rate= or grad_clip=, then '
-          'resume or restart.')
 
-  def save(valid_loss: float):
-    check_finite()
-    meta = {
-        'vocab': list(data.vocab.chars),
-        'corpus_sha256': data.corpus_sha256,
-        'corpus_path': os.path.abspath(corpus_path),
-        'model_config': model_config.to_dict(),
-        'train_config': config.to_dict(),
-        'loop': dataclasses.asdict(loop),
-        'valid_loss': None if math.isnan(valid_loss) else valid_loss,
-    }
-    metric = valid_loss if not math.isnan(valid_loss) else math.inf
-    nonlocal manager
-    if manager is None:
-      manager = checkpointing.open_manager(workdir,
-                                           keep=config.keep_checkpoints)
-    checkpointing.save(manager, host_step,
-                       checkpoint_tree(state, dropout_key), meta, metric)
+def _check_finite(run: RunState) -> None:
+  bad = int(run.state.nonfinite_step)
+  if bad >= 0:
+    raise JaylyricsError(
+        f'The loss or gradient became NaN/Inf at step {bad} (epoch '
+        f'{run.loop.epoch + 1}); no checkpoint was written after it and the '
+        'earlier ones are kept. Lower learning_rate= or grad_clip=, then '
+        'resume or restart.')
 
-  stopped = 'finished'
-  host_step = int(state.step)  # Counted on the host: no per-step sync.
-  failed = True
-  try:
-    while loop.epoch < config.num_epochs:
-      offset = 0
-      if max_offset:
-        offset = int(jax.random.randint(
-            jax.random.fold_in(offset_key, loop.epoch), (), 0, max_offset + 1))
-      inputs, targets = epoch_batches(data.train_ids, b, t, offset)
-      inputs, targets = inputs[:steps_per_epoch], targets[:steps_per_epoch]
-      if loop.position == 0:
-        state = state.replace(
-            carry=place.carry(zero_carries(model_config, b)))
-      loss_sum = place.replicate(np.float32(loop.loss_sum))
-      grad_norm_sum = place.replicate(np.float32(loop.grad_norm_sum))
-      start = time.perf_counter() - loop.seconds
-      interrupted = False
-      while loop.position < steps_per_epoch:
-        p = loop.position
-        batch = (place.batch(inputs[p]), place.batch(targets[p]))
-        state, metrics = train_step(state, batch, dropout_key)
-        loss_sum = loss_sum + metrics['loss']
-        grad_norm_sum = grad_norm_sum + metrics['grad_norm']
-        loop.position += 1
-        host_step += 1
-        on_step(loop.epoch, loop.position, steps_per_epoch)
-        interrupted = stop_requested()
-        if loop.position < steps_per_epoch and (
-            interrupted or host_step % config.save_every == 0):
-          loop.loss_sum, loop.grad_norm_sum = float(loss_sum), float(
-              grad_norm_sum)
-          loop.seconds = time.perf_counter() - start
-          save(valid_loss_of(state.params))
-          if interrupted:
-            on_message(f'Saved step {host_step}.')
-            stopped = 'interrupted'
-            break
-      if stopped == 'interrupted':
-        break
-      check_finite()
-      seconds = time.perf_counter() - start
-      valid_loss = valid_loss_of(state.params)
-      steps = steps_per_epoch
-      record = {
-          'epoch': loop.epoch + 1,
-          'step': host_step,
-          'train_loss': float(loss_sum) / steps,
-          'valid_loss': None if math.isnan(valid_loss) else valid_loss,
-          'valid_bpc': (None if math.isnan(valid_loss)
-                        else valid_loss / math.log(2)),
-          'lr': float(metrics['lr']),
-          'grad_norm': float(grad_norm_sum) / steps,
-          'seconds': seconds,
-          'chars_per_s': steps * b * t / seconds,
-      }
-      loop = LoopState(epoch=loop.epoch + 1,
-                       best_valid_loss=loop.best_valid_loss,
-                       bad_epochs=loop.bad_epochs)
-      if not math.isnan(valid_loss):
-        if valid_loss < loop.best_valid_loss:
-          loop.best_valid_loss, loop.bad_epochs = valid_loss, 0
-        else:
-          loop.bad_epochs += 1
-      record['best_valid_loss'] = loop.best_valid_loss
-      # Log first: a kill between the two leaves a line that the resumed run
-      # drops and writes again, never a finished epoch without its line.
-      if primary:
-        append_jsonl(log_path, record)
-      save(valid_loss)
-      history.append(record)
-      on_epoch(record)
-      if make_plot and primary:
-        plot_losses(workdir)
+
+def _save(setup: _Setup, run: RunState, valid_loss: float) -> None:
+  """Checkpoints the run at its host step (after checking it is finite)."""
+  _check_finite(run)
+  meta = CheckpointMeta(
+      vocab=setup.data.vocab.chars, model_config=setup.model_config,
+      train_config=setup.config, corpus_path=setup.corpus_path,
+      corpus_sha256=setup.data.corpus_sha256, valid_loss=valid_loss,
+      loop=dataclasses.asdict(run.loop))
+  if run.manager is None:
+    run.manager = checkpoints.open_manager(
+        setup.config.workdir, keep=setup.config.keep_checkpoints)
+  checkpoints.save(run.manager, run.host_step,
+                   checkpoint_tree(run.state, run.dropout_key),
+                   meta.to_dict(), meta.metric)
+
+
+def _run_epochs(setup: _Setup, run: RunState, hooks: TrainHooks) -> None:
+  """Epochs until the last, an early stop or an interruption."""
+  while run.loop.epoch < setup.config.num_epochs:
+    epoch = _run_epoch(setup, run, hooks)
+    if run.stopped == 'interrupted' or _end_epoch(setup, run, hooks, *epoch):
+      return
+
+
+def _run_epoch(setup: _Setup, run: RunState, hooks: TrainHooks):
+  """The steps of the current epoch from the loop's position.
+
+  Saves every `save_every` steps and on a stop request (then returns with
+  run.stopped 'interrupted', unless that came at the epoch's last step).
+  Returns (loss_sum, grad_norm_sum, start time, last metrics, whether a stop
+  was requested at the epoch's last step) for `_end_epoch`.
+  """
+  config, place, loop = setup.config, setup.place, run.loop
+  b, t, steps = config.batch_size, config.seq_length, setup.steps_per_epoch
+  offset = 0
+  if setup.max_offset:
+    offset = int(jax.random.randint(
+        jax.random.fold_in(setup.offset_key, loop.epoch), (), 0,
+        setup.max_offset + 1))
+  inputs, targets = epoch_batches(setup.data.train_ids, b, t, offset)
+  inputs, targets = inputs[:steps], targets[:steps]
+  if loop.position == 0:
+    run.state = run.state.replace(
+        carry=place.carry(zero_carries(setup.model_config, b)))
+  loss_sum = place.replicate(np.float32(loop.loss_sum))
+  grad_norm_sum = place.replicate(np.float32(loop.grad_norm_sum))
+  start = time.perf_counter() - loop.seconds
+  interrupted = False
+  metrics = None
+  while loop.position < steps:
+    p = loop.position
+    batch = (place.batch(inputs[p]), place.batch(targets[p]))
+    run.state, metrics = setup.train_step(run.state, batch, run.dropout_key)
+    loss_sum = loss_sum + metrics['loss']
+    grad_norm_sum = grad_norm_sum + metrics['grad_norm']
+    loop.position += 1
+    run.host_step += 1
+    hooks.on_step(loop.epoch, loop.position, steps)
+    interrupted = hooks.stop_requested()
+    if loop.position < steps and (
+        interrupted or run.host_step % config.save_every == 0):
+      loop.loss_sum, loop.grad_norm_sum = float(loss_sum), float(
+          grad_norm_sum)
+      loop.seconds = time.perf_counter() - start
+      _save(setup, run, _valid_loss(setup, run.state.params))
       if interrupted:
-        stopped = 'interrupted'
+        hooks.on_message(f'Saved step {run.host_step}.')
+        run.stopped = 'interrupted'
         break
-      if config.patience and loop.bad_epochs >= config.patience:
-        on_message(f'Early stop: valid loss has not improved for '
-                   f'{loop.bad_epochs} epochs (best {loop.best_valid_loss:.4f}).')
-        stopped = 'early_stopped'
-        break
-    failed = False
-  finally:
-    if manager is not None:
-      checkpointing.close_manager(manager, failed=failed)
-  tuned = scores = None
-  if tune and stopped != 'interrupted' and config.valid_fraction > 0:
-    if jax.process_count() > 1:
-      # Restoring inside a multi-process runtime waits on every process.
-      on_message('Inference not tuned in a multi-process run: tune it in one '
-                 f'process with tune_run({workdir!r}).')
+  return loss_sum, grad_norm_sum, start, metrics, interrupted
+
+
+def _end_epoch(setup: _Setup, run: RunState, hooks: TrainHooks, loss_sum,
+               grad_norm_sum, start: float, metrics: dict[str, Any],
+               interrupted: bool) -> bool:
+  """Validates, logs and checkpoints the finished epoch; True to stop."""
+  config = setup.config
+  _check_finite(run)
+  seconds = time.perf_counter() - start
+  valid_loss = _valid_loss(setup, run.state.params)
+  steps = setup.steps_per_epoch
+  record = {
+      'epoch': run.loop.epoch + 1,
+      'step': run.host_step,
+      'train_loss': float(loss_sum) / steps,
+      'valid_loss': None if math.isnan(valid_loss) else valid_loss,
+      'valid_bpc': (None if math.isnan(valid_loss)
+                    else valid_loss / math.log(2)),
+      'lr': float(metrics['lr']),
+      'grad_norm': float(grad_norm_sum) / steps,
+      'seconds': seconds,
+      'chars_per_s': steps * config.batch_size * config.seq_length / seconds,
+  }
+  loop = run.loop = LoopState(epoch=run.loop.epoch + 1,
+                              best_valid_loss=run.loop.best_valid_loss,
+                              bad_epochs=run.loop.bad_epochs)
+  if not math.isnan(valid_loss):
+    if valid_loss < loop.best_valid_loss:
+      loop.best_valid_loss, loop.bad_epochs = valid_loss, 0
     else:
-      # `_tune`, not `tune_run`: the run already holds its workdir.
-      tuned, scores = inference._tune(  # pylint: disable=protected-access
-          workdir, corpus_path, ngram_order, 'best', on_message)
-  return TrainResult(workdir=workdir, step=host_step, epochs=loop.epoch,
-                     best_valid_loss=loop.best_valid_loss, stopped=stopped,
-                     history=history, inference=tuned,
-                     inference_scores=scores)
+      loop.bad_epochs += 1
+  record['best_valid_loss'] = loop.best_valid_loss
+  # Log first: a kill between the two leaves a line that the resumed run
+  # drops and writes again, never a finished epoch without its line.
+  if setup.primary:
+    append_jsonl(setup.log_path, record)
+  _save(setup, run, valid_loss)
+  run.history.append(record)
+  hooks.on_epoch(record)
+  if setup.make_plot and setup.primary:
+    plot_losses(config.workdir)
+  if interrupted:
+    run.stopped = 'interrupted'
+    return True
+  if config.patience and loop.bad_epochs >= config.patience:
+    hooks.on_message(
+        f'Early stop: valid loss has not improved for {loop.bad_epochs} '
+        f'epochs (best {loop.best_valid_loss:.4f}).')
+    run.stopped = 'early_stopped'
+    return True
+  return False
+
+
+def _tune_at_end(setup: _Setup, ngram_order: int, hooks: TrainHooks
+                 ) -> tuple[InferenceConfig | None, dict[str, Any] | None]:
+  """Tunes the best checkpoint on the corpus the run already holds."""
+  workdir = setup.config.workdir
+  if jax.process_count() > 1:
+    # Restoring inside a multi-process runtime waits on every process.
+    hooks.on_message('Inference not tuned in a multi-process run: tune it in '
+                     f'one process with tune_run({workdir!r}).')
+    return None, None
+  return tune_run(workdir, setup.corpus_path, ngram_order, 'best',
+                  hooks.on_message, split=setup.data)

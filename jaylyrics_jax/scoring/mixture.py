@@ -40,45 +40,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaylyrics_jax.config import InferenceConfig
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.models.charlm import Carries
 from jaylyrics_jax.models.charlm import CharLM
 from jaylyrics_jax.models.charlm import zero_carries
+from jaylyrics_jax.models.pointer import EMPTY
 from jaylyrics_jax.scoring import ngram
 
-_NO_KEY = np.iinfo(np.int32).max  # Pads every key table: larger than any key.
-EMPTY = -(2 ** 30)  # Stamp of an empty cache slot.
-
-
-@dataclasses.dataclass(frozen=True)
-class InferenceConfig:
-  """Tuned settings; a weight list names its components in order.
-
-  The model+cache pair and the full mixture are tuned separately, so each
-  has its own cache window and sharpness (the full mixture prefers a shorter,
-  sharper cache: the n-gram cache already covers long repeats).
-  """
-  cache_size: int = 0
-  theta: float = 10.0
-  mix_cache_size: int = 0
-  mix_theta: float = 10.0
-  ngram_order: int = 0
-  ngram_cache_order: int = 5
-  cache_weights: tuple[float, ...] = (1.0, 0.0)     # model, cache
-  ngram_weights: tuple[float, ...] = (1.0, 0.0)     # ngram, ngram_cache
-  full_weights: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # all four
-  step: int = -1  # The checkpoint step they were tuned for.
-
-  def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> 'InferenceConfig':
-    d = dict(d)
-    for key in ('cache_weights', 'ngram_weights', 'full_weights'):
-      d[key] = tuple(d[key])
-    return cls(**d)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,22 +94,6 @@ def default_mixture(config: InferenceConfig, use_ngram: bool) -> MixtureSpec:
                      ngram_cache_order)
 
 
-def for_generation(spec: MixtureSpec, mixture: str) -> MixtureSpec:
-  """The part of the default inference that generation draws from:
-  'tuned' all of it, 'ngram' the model and the Kneser-Ney n-gram in their
-  tuned proportion (the caches reward copying what was just written, which
-  scores well on real text and loops in generation: BUILD_NOTES.md), 'model'
-  the model alone."""
-  w_model, _, w_ngram, _ = spec.weights
-  if mixture == 'tuned':
-    return spec
-  if mixture == 'model' or not w_ngram > 0:
-    return MixtureSpec()
-  total = w_model + w_ngram
-  return MixtureSpec((w_model / total, 0.0, w_ngram / total, 0.0),
-                     ngram_order=spec.ngram_order)
-
-
 @flax.struct.dataclass
 class KneserNeyTables:
   """One `ngram.KneserNeyOrder` per order, unigrams first, as device arrays.
@@ -159,16 +113,14 @@ class KneserNeyTables:
 def kneser_ney_tables(kn: ngram.KneserNey) -> KneserNeyTables:
   """Copies a fitted `KneserNey` model's tables to the device."""
   keys, alpha, gamma, starts, widths = [], [], [], [], []
+  too_many = (f'The {kn.order}-gram model has too many n-grams to number in '
+              '32 bits on the device. Use a lower --ngram_order.')
   for level in kn.orders:
-    if len(level.keys) and level.keys[-1] >= _NO_KEY:
-      raise JaylyricsError(
-          f'The {kn.order}-gram model has too many n-grams to number in 32 '
-          'bits on the device. Use a lower --ngram_order.')
-    keys.append(jnp.asarray(np.append(level.keys, _NO_KEY), jnp.int32))
+    keys.append(ngram.device_keys(level.keys, too_many))
     alpha.append(jnp.asarray(np.append(level.alpha, 0.0), jnp.float32))
     gamma.append(jnp.asarray(level.gamma, jnp.float32))
     starts.append(jnp.asarray(level.starts, jnp.int32))
-    widths.append(max(1, int(np.max(np.diff(level.starts), initial=0))))
+    widths.append(ngram.max_width(level.starts))
   return KneserNeyTables(tuple(keys), tuple(alpha), tuple(gamma),
                          tuple(starts), tuple(widths), kn.vocab_size)
 
@@ -220,23 +172,14 @@ def initial_carry(model_config: ModelConfig, spec: MixtureSpec,
       read=jnp.zeros((), jnp.int32))
 
 
-def _lookup(keys: jax.Array, queries: jax.Array) -> jax.Array:
-  """Index of each query in sorted `keys`, -1 where absent (or query < 0)."""
-  idx = jnp.minimum(jnp.searchsorted(keys, queries), keys.shape[0] - 1)
-  return jnp.where((queries >= 0) & (keys[idx] == queries), idx, -1)
-
-
 def kneser_ney_step(tables: KneserNeyTables, gram_ids: jax.Array,
                     token: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Reads `token`; returns (distribution <float32>[V], new gram_ids)."""
   v = tables.vocab_size
   order = len(tables.keys)
-  # The j-gram ending at `token` is the (j-1)-gram before it, extended.
-  prefixes = jnp.concatenate([jnp.zeros((1,), jnp.int32), gram_ids[:-1]])
-  new_ids = [_lookup(tables.keys[j], jnp.where(prefixes[j] >= 0,
-                                               prefixes[j] * v + token, -1))
-             for j in range(order - 1)]
-  contexts = [jnp.zeros((), jnp.int32)] + new_ids
+  new_ids = ngram.extend_ids(tables.keys, gram_ids, token, v)
+  contexts = [jnp.zeros((), jnp.int32)] + [new_ids[j]
+                                           for j in range(order - 1)]
   p = jnp.full((v,), 1.0 / v, jnp.float32)
   for k in range(order):
     ctx = contexts[k]
@@ -250,7 +193,7 @@ def kneser_ney_step(tables: KneserNeyTables, gram_ids: jax.Array,
     alpha = jnp.zeros((v,), jnp.float32).at[column].add(
         jnp.where(valid, tables.alpha[k][idx], 0.0), mode='drop')
     p = jnp.where(seen, tables.gamma[k][ctx] * p + alpha, p)
-  return p, jnp.stack(new_ids) if new_ids else gram_ids
+  return p, new_ids
 
 
 def ngram_cache_step(history: jax.Array, match: jax.Array, t: jax.Array,
@@ -372,6 +315,31 @@ def device_mixture(spec: MixtureSpec,
                          f'a {kn.order}-gram model.')
   return DeviceMixture(spec, kneser_ney_tables(kn) if spec.ngram_order
                        else None)
+
+
+def for_generation(mixture: DeviceMixture | None,
+                   choice: str) -> DeviceMixture | None:
+  """The part of the default inference that generation draws from, None
+  for the model alone (`SamplingConfig.mixture`, resolved here only).
+
+  choice: 'tuned' all of it, 'ngram' the model and the Kneser-Ney n-gram in
+  their tuned proportion (the caches reward copying what was just written,
+  which scores well on real text and loops in generation: BUILD_NOTES.md),
+  'model' the model alone.
+  """
+  if mixture is None:
+    return None
+  spec = mixture.spec
+  w_model, _, w_ngram, _ = spec.weights
+  if choice == 'model' or (choice != 'tuned' and not w_ngram > 0):
+    return None
+  if choice != 'tuned':
+    total = w_model + w_ngram
+    spec = MixtureSpec((w_model / total, 0.0, w_ngram / total, 0.0),
+                       ngram_order=spec.ngram_order)
+  if not spec.weights[0] < 1.0:
+    return None
+  return DeviceMixture(spec, mixture.tables if spec.ngram_order else None)
 
 
 # Host-side scoring helpers.

@@ -35,11 +35,14 @@ import collections
 import dataclasses
 from typing import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaylyrics_jax.errors import JaylyricsError
 
 MAX_ORDER = 8
+NO_KEY = np.iinfo(np.int32).max  # Pads device key tables: above every key.
 # Used when an order's n1..n4 are not all positive (tiny or very repetitive
 # data), where the Chen & Goodman estimate is undefined.
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
@@ -401,3 +404,44 @@ def mix_with_cache(kn: KneserNey, inputs: np.ndarray, targets: np.ndarray,
 def _check_lam(lam: float):
   if not 0.0 <= lam <= 1.0:
     raise JaylyricsError(f'lam must be in [0, 1], got {lam}.')
+
+
+# On the device: the tables above as sorted int32 keys, searched by id.
+
+
+def device_keys(keys: np.ndarray, too_many: str) -> jax.Array:
+  """Sorted n-gram keys <int>[G] as <int32>[G + 1] on the device, padded
+  with NO_KEY (which no query matches). Raises `JaylyricsError(too_many)`
+  when a key does not fit in 32 bits."""
+  if len(keys) and keys[-1] >= NO_KEY:
+    raise JaylyricsError(too_many)
+  return jnp.asarray(np.append(keys, NO_KEY), jnp.int32)
+
+
+def max_width(starts: np.ndarray) -> int:
+  """The most n-grams extending any one context (at least 1), from the
+  context offsets starts <int>[C + 1]: the static width of a device gather."""
+  return max(1, int(np.max(np.diff(starts), initial=0)))
+
+
+def lookup(keys: jax.Array, queries: jax.Array) -> jax.Array:
+  """Index of each query in sorted `keys`, -1 where absent (or query < 0)."""
+  idx = jnp.minimum(jnp.searchsorted(keys, queries), keys.shape[0] - 1)
+  return jnp.where((queries >= 0) & (keys[idx] == queries), idx, -1)
+
+
+def extend_ids(keys: tuple[jax.Array, ...], ids: jax.Array, token: jax.Array,
+               vocab_size: int) -> jax.Array:
+  """Reads `token`: ids <int32>[J] of the 1..J-grams ending at the last
+  token (-1: not in the tables) become those ending at `token`.
+
+  The j-gram ending at `token` is the (j-1)-gram before it, extended; keys[j]
+  holds the sorted keys of the (j+1)-grams.
+  """
+  if not ids.shape[0]:
+    return ids
+  prefixes = jnp.concatenate([jnp.zeros((1,), jnp.int32), ids[:-1]])
+  return jnp.stack([
+      lookup(keys[j], jnp.where(prefixes[j] >= 0,
+                                prefixes[j] * vocab_size + token, -1))
+      for j in range(ids.shape[0])])

@@ -194,3 +194,17 @@ def format_table(columns: dict[str, dict[str, float]]) -> str:
       cells.append((f'{v:.1%}' if is_share else f'{v:.2f}').rjust(width))
     out.append(fig.ljust(18) + ''.join(cells))
   return '\n'.join(out)
+
+
+def copy_rate(generated: str, train_text: str, n: int = 4) -> float:
+  """Share of the generated n-character strings (spaces removed) that occur
+  verbatim in the training text (spaces removed too); nan if there are none.
+
+  A low bits-per-character must not come from reciting the training lyrics.
+  """
+  seen = gram_set(train_text, n)
+  text = generated.replace(' ', '')
+  grams = [text[i:i + n] for i in range(len(text) - n + 1)]
+  if not grams:
+    return float('nan')
+  return sum(g in seen for g in grams) / len(grams)

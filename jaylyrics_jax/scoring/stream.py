@@ -8,19 +8,60 @@ character (id 0).
 """
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.data.vocab import Vocabulary
+from jaylyrics_jax.models.charlm import CharLM
 from jaylyrics_jax.models.charlm import zero_carries
-from jaylyrics_jax.training.steps import make_eval_step
-from jaylyrics_jax.training.steps import make_score_step
 
 EVAL_CHUNK = 256
+
+
+@functools.lru_cache(maxsize=16)
+def make_eval_step(model_config: ModelConfig):
+  """Returns `eval_step(params, carry, inputs, targets, mask)`, jitted.
+
+  Returns ({'nll_sum', 'count'}, carry): the summed negative log-likelihood
+  (nats) of the targets where `mask` is true, and how many there were.
+  Cached per model shape so every caller shares one compiled function.
+  """
+  model = CharLM(model_config)
+
+  @jax.jit
+  def eval_step(params, carry, inputs, targets, mask):
+    logits, carry = model.apply({'params': params}, inputs, carry)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    mask = mask.astype(nll.dtype)
+    return {'nll_sum': jnp.sum(nll * mask), 'count': jnp.sum(mask)}, carry
+
+  return eval_step
+
+
+@functools.lru_cache(maxsize=16)
+def make_score_step(model_config: ModelConfig):
+  """Returns `score_step(params, carry, inputs, targets)`, jitted.
+
+  Returns (nll <float32>[B, T] per position, hidden <float32>[B, T, H] of the
+  top layer, carry): what the neural cache and the mixtures need.
+  """
+  model = CharLM(model_config)
+
+  @jax.jit
+  def score_step(params, carry, inputs, targets):
+    logits, carry, hidden = model.apply({'params': params}, inputs, carry,
+                                        return_hidden=True)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    return nll, hidden, carry
+
+  return score_step
 
 
 @dataclasses.dataclass(frozen=True)

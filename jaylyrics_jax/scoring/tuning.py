@@ -1,4 +1,4 @@
-"""Default inference: the model mixed with a neural cache and n-gram models.
+"""Tuning and scoring the default inference on a text.
 
 Components, each giving the probability of the character that came next:
   model        the trained CharLM;
@@ -6,90 +6,38 @@ Components, each giving the probability of the character that came next:
   ngram        an interpolated modified Kneser-Ney n-gram of the training text;
   ngram_cache  a Witten-Bell n-gram of the text already scored.
 `tune_inference` fits the cache's window and sharpness and the mixture
-weights on the run's validation text (never on anything else);
-`tune_run` stores them in the tuned checkpoint step itself (its `inference`
-item), so `evaluate` and `sample` use them by default with that checkpoint.
-`evaluate_components` scores a text with every component alone and mixed;
-`default_mixture` says which components, settings and weights the default
-inference uses, for scoring here and for sampling on the device
-(`jaylyrics_jax.scoring.mixture`).
+weights on a validation text (`runs.tune.tune_run` does it on a run's own
+and stores the result in its checkpoint). `evaluate_components` scores a
+text with every component alone and mixed; `scoring.mixture.default_mixture`
+says which components, settings and weights the default inference uses, and
+`device_mixture_for` puts it on the device for sampling.
+
+`model` below is a trained model (`models.charlm.TrainedModel`, e.g. what
+`load_model` returns): its params, model_config, vocab and step.
 """
 
 import dataclasses
 import functools
 import math
-import os
 from typing import Any
 
 import numpy as np
 
-from jaylyrics_jax.runs import checkpoints
-from jaylyrics_jax.scoring import mixture
-
-from jaylyrics_jax.data.corpus import load_clean_text
-from jaylyrics_jax.data.corpus import sha256_of
-from jaylyrics_jax.data.corpus import split_train_valid
+from jaylyrics_jax.config import InferenceConfig
 from jaylyrics_jax.errors import JaylyricsError
-from jaylyrics_jax.runs import lock as workdir_lock
+from jaylyrics_jax.models.charlm import TrainedModel
+from jaylyrics_jax.scoring import mixture
 from jaylyrics_jax.scoring import ngram
 from jaylyrics_jax.scoring.mixture import default_mixture
 from jaylyrics_jax.scoring.mixture import DeviceMixture
-from jaylyrics_jax.scoring.mixture import InferenceConfig
 from jaylyrics_jax.scoring.stream import stream_arrays
 from jaylyrics_jax.scoring.stream import stream_outputs
-# Re-exported: callers written before the move use inference.MixtureSpec.
-from jaylyrics_jax.runs.store import INFERENCE_ITEM
-from jaylyrics_jax.runs.store import LoadedModel
-from jaylyrics_jax.scoring.mixture import MixtureSpec  # pylint: disable=unused-import
 
 COMPONENTS = ('model', 'cache', 'ngram', 'ngram_cache')
 CACHE_WINDOWS = (300, 500, 1000, 2000)
 CACHE_THETAS = (3.0, 10.0, 30.0, 100.0)
 NGRAM_CACHE_ORDERS = (5, 6, 7)
 DEFAULT_NGRAM_ORDER = 6  # The Kneser-Ney order `train` and `tune_run` tune.
-
-
-def read_inference_config(model: LoadedModel) -> InferenceConfig | None:
-  """The settings tuned for the loaded checkpoint step, None if never tuned."""
-  stored = model.meta.get(INFERENCE_ITEM)
-  return None if stored is None else InferenceConfig.from_dict(stored)
-
-
-def write_inference_config(workdir: str, step: int,
-                           config: InferenceConfig) -> None:
-  """Stores `config` in checkpoint `step` of `workdir` (replacing any)."""
-  checkpoints.save_json_item(workdir, step, INFERENCE_ITEM, config.to_dict())
-
-
-def run_corpus_split(model: LoadedModel,
-                     corpus_path: str | None) -> tuple[str, str]:
-  """(train, valid) text of the run's corpus, checked by its SHA-256."""
-  meta = model.meta
-  if not meta.get('corpus_sha256'):
-    raise JaylyricsError(
-        f'Checkpoint {model.step} was saved without its corpus; the n-grams '
-        'and the tuning need it. Save it again with save_model and its '
-        'corpus_path, or pass ngram_order=0 to score without n-grams.')
-  corpus_path = corpus_path or meta.get('corpus_path')
-  if not corpus_path or not os.path.exists(corpus_path):
-    raise JaylyricsError(
-        f'The training corpus of this run ({corpus_path!r}) is not here. Pass '
-        'it as corpus_path=, or ngram_order=0 to score without n-grams.')
-  text = load_clean_text(corpus_path)
-  if sha256_of(text.encode('utf-8')) != meta['corpus_sha256']:
-    raise JaylyricsError(
-        f'{corpus_path!r} is not the corpus this run was trained on (its '
-        'cleaned text differs). Pass the right file as corpus_path=, or '
-        'ngram_order=0.')
-  train_config = meta.get('train_config')
-  valid_fraction = (train_config['valid_fraction'] if train_config
-                    else meta['valid_fraction'])
-  return split_train_valid(text, valid_fraction)
-
-
-def training_ids(model: LoadedModel, corpus_path: str | None) -> np.ndarray:
-  """The encoded training part of the run's corpus (see run_corpus_split)."""
-  return model.vocab.encode(run_corpus_split(model, corpus_path)[0])
 
 
 @functools.lru_cache(maxsize=4)
@@ -105,32 +53,7 @@ def kneser_ney(train_ids: np.ndarray, vocab_size: int,
                      order)
 
 
-def settings_for(model: LoadedModel, cache_size: int = -1,
-                 ngram_order: int = -1, corpus_path: str | None = None,
-                 warn=lambda message: None
-                 ) -> tuple[InferenceConfig, np.ndarray | None]:
-  """The checkpoint's tuned settings with a caller's overrides, and the
-  training ids the n-grams need (None when they are off).
-
-  cache_size, ngram_order: -1 keeps the tuned value, 0 turns it off.
-  """
-  config = read_inference_config(model)
-  if config is None:
-    warn(f'checkpoint {model.step} has no tuned inference settings (run '
-         '`python -m experiments.tune`): using the model alone.')
-    config = InferenceConfig()
-  if cache_size >= 0:
-    config = dataclasses.replace(config, cache_size=cache_size,
-                                 mix_cache_size=cache_size)
-  if ngram_order >= 0:
-    config = dataclasses.replace(config, ngram_order=ngram_order)
-  train_ids = None
-  if config.ngram_order > 0:
-    train_ids = training_ids(model, corpus_path)
-  return config, train_ids
-
-
-def component_probs(model: LoadedModel, text: str,
+def component_probs(model: TrainedModel, text: str,
                     train_ids: np.ndarray | None, ngram_order: int,
                     ngram_cache_order: int = 5) -> dict[str, Any]:
   """Per-target probabilities of the model and n-gram components.
@@ -162,7 +85,7 @@ def cache_probs(components: dict[str, Any], window: int,
   return np.where(has_history[mask], probs[mask], components['model'])
 
 
-def tune_inference(model: LoadedModel, valid_text: str,
+def tune_inference(model: TrainedModel, valid_text: str,
                    train_ids: np.ndarray | None,
                    ngram_order: int = 6) -> InferenceConfig:
   """Chooses the caches' settings and the mixture weights on `valid_text`."""
@@ -201,7 +124,7 @@ def tune_inference(model: LoadedModel, valid_text: str,
   return InferenceConfig(**config)
 
 
-def evaluate_components(model: LoadedModel, text: str,
+def evaluate_components(model: TrainedModel, text: str,
                         train_ids: np.ndarray | None,
                         config: InferenceConfig) -> dict[str, Any]:
   """Bits per character of every component and mixture on `text`.
@@ -257,48 +180,6 @@ def evaluate_components(model: LoadedModel, text: str,
   if math.isnan(result['bpc']):
     raise JaylyricsError('The score is NaN; the checkpoint may be damaged.')
   return result
-
-
-def tune_run(workdir: str, corpus_path: str | None = None,
-             ngram_order: int = DEFAULT_NGRAM_ORDER, which: str = 'best',
-             warn=lambda message: None) -> tuple[InferenceConfig, dict]:
-  """Tunes the run's best checkpoint on its own validation split.
-
-  Stores the settings in that checkpoint step and returns them with the
-  validation scores of every component. `train` does this itself at its end
-  (`tune=True`); call it after a multi-process run, to change the n-gram
-  order, or for a model written by `save_model` with its `corpus_path`.
-  Holds the workdir's lock meanwhile (`workdir_lock.hold`): it writes into
-  a checkpoint step, which a run still training there could be removing.
-
-  Args:
-    workdir: the run's folder.
-    corpus_path: its training corpus (default: the path recorded in the
-      checkpoint).
-    ngram_order: the Kneser-Ney order mixed in (0 = no n-grams).
-    which: the checkpoint to tune, 'best' or 'latest'.
-    warn: called with a message for every damaged checkpoint skipped.
-  Returns:
-    (the settings, the validation scores of `evaluate_components`).
-  Raises:
-    WorkdirLockError: another run is writing the workdir; nothing changed.
-  """
-  return _tune(workdir, corpus_path, ngram_order, which, warn)
-
-
-def _tune(workdir: str, corpus_path: str | None, ngram_order: int,
-          which: str, warn) -> tuple[InferenceConfig, dict]:
-  """`tune_run`'s work; takes no lock of its own, so `train` can call it."""
-  if ngram_order < 0:
-    raise JaylyricsError(f'ngram_order={ngram_order!r}: must be >= 0.')
-  from jaylyrics_jax.runs.store import load_model  # pylint: disable=g-import-not-at-top
-  with workdir_lock.hold(workdir):
-    model = load_model(workdir, which=which, warn=warn)
-    train, valid = run_corpus_split(model, corpus_path)
-    train_ids = model.vocab.encode(train) if ngram_order > 0 else None
-    config = tune_inference(model, valid, train_ids, ngram_order)
-    write_inference_config(workdir, model.step, config)
-  return config, evaluate_components(model, valid, train_ids, config)
 
 
 def device_mixture_for(config: InferenceConfig, vocab_size: int,

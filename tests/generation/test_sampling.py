@@ -11,7 +11,7 @@ from jaylyrics_jax.data.vocab import build_vocabulary
 from jaylyrics_jax.data.vocab import Vocabulary
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.generation.controls import build_decoder
-from jaylyrics_jax.generation.lyrics import copy_rate
+from jaylyrics_jax.scoring.realism import copy_rate
 from jaylyrics_jax.generation.lyrics import sample_text
 from jaylyrics_jax.generation.sampler import generate
 from jaylyrics_jax.generation.sampler import sample_tokens

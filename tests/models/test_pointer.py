@@ -89,6 +89,7 @@ def test_sampling_with_attention_is_reproducible(apply_and_params):
 
 def test_evaluate_reports_the_model_without_its_attention():
   from jaylyrics_jax.scoring import tuning as inference  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.config import InferenceConfig  # pylint: disable=g-import-not-at-top
   from jaylyrics_jax.runs.store import LoadedModel  # pylint: disable=g-import-not-at-top
   from jaylyrics_jax.data.vocab import build_vocabulary  # pylint: disable=g-import-not-at-top
   vocab = build_vocabulary('春夏秋冬 风花雪月 ')
@@ -98,7 +99,7 @@ def test_evaluate_reports_the_model_without_its_attention():
                       {}, 0)
   text = '春夏秋冬 风花雪月 春夏秋冬 '
   scores = inference.evaluate_components(model, text, None,
-                                         inference.InferenceConfig())
+                                         InferenceConfig())
   assert scores['bpc_model_no_attention'] != scores['bpc_model']
   assert scores['components'] == ['model']
 

@@ -66,12 +66,13 @@ def test_run_writes_log_plot_and_checkpoints(finished_run):
 
 def test_train_tunes_the_default_inference(finished_run):
   _, config, result = finished_run
-  from jaylyrics_jax.scoring import tuning as inference  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.runs import tune  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.scoring import tuning  # pylint: disable=g-import-not-at-top
   best = jl.load_model(config.workdir)
   # Stored in the best step, so load_model + the default inference use it.
   assert result.inference is not None and result.inference.step == best.step
-  assert inference.read_inference_config(best) == result.inference
-  assert result.inference.ngram_order == inference.DEFAULT_NGRAM_ORDER
+  assert tune.read_inference_config(best) == result.inference
+  assert result.inference.ngram_order == tuning.DEFAULT_NGRAM_ORDER
   assert result.inference_scores['bpc'] <= result.inference_scores[
       'bpc_model'] + 1e-6
 
@@ -223,21 +224,22 @@ def test_corpus_shorter_than_one_batch(tmp_path):
 
 def test_inference_tuning_and_evaluation(finished_run):
   corpus_path, config, _ = finished_run
-  from jaylyrics_jax.scoring import tuning as inference  # pylint: disable=g-import-not-at-top
-  tuned, scores = inference.tune_run(config.workdir, corpus_path,
+  from jaylyrics_jax.runs import tune  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.scoring import tuning  # pylint: disable=g-import-not-at-top
+  tuned, scores = tune.tune_run(config.workdir, corpus_path,
                                      ngram_order=3)
   # Stored in the tuned (best) checkpoint step, and only there.
   best = jl.load_model(config.workdir)
-  assert inference.read_inference_config(best) == tuned
+  assert tune.read_inference_config(best) == tuned
   assert tuned.step == best.step
   others = [s for s in checkpointing.saved_steps(config.workdir)
             if s != best.step]
-  assert others and inference.read_inference_config(
+  assert others and tune.read_inference_config(
       jl.load_model(config.workdir, step=others[0])) is None
   for weights in (tuned.cache_weights, tuned.ngram_weights,
                   tuned.full_weights):
     assert abs(sum(weights) - 1) < 1e-9 and min(weights) >= 0
-  assert tuned.cache_size in inference.CACHE_WINDOWS
+  assert tuned.cache_size in tuning.CACHE_WINDOWS
   # Tuned on this very text, the mixture cannot lose to its parts.
   for part in ('bpc_model', 'bpc_model_cache', 'bpc_ngram',
                'bpc_ngram_cache'):
@@ -249,7 +251,7 @@ def test_inference_tuning_and_evaluation(finished_run):
                            valid)
   assert math.isclose(scores['bpc_model'], plain['bpc'], rel_tol=1e-5)
   # Off switches.
-  off = inference.evaluate_components(
+  off = tuning.evaluate_components(
       model, valid, None, dataclasses.replace(tuned, cache_size=0,
                                               ngram_order=0))
   assert off['components'] == ['model']

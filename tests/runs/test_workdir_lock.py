@@ -18,7 +18,7 @@ from jaylyrics_jax.scoring import tuning
 
 # Another process holding the lock until its stdin closes.
 _HOLDER = ('import sys\n'
-           'from jaylyrics_jax import workdir_lock\n'
+           'from jaylyrics_jax.runs import lock as workdir_lock\n'
            'with workdir_lock.hold(sys.argv[1]):\n'
            '  sys.stdin.read()\n')
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import jaylyrics_jax as jl
+from jaylyrics_jax.config import InferenceConfig
 from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.generation import lyrics
@@ -56,7 +57,7 @@ def _teacher_forced(model, spec, train_ids, text, min_distance=1):
   return np.exp(np.asarray(log_p, np.float64)), np.asarray(total), arrays
 
 
-SPEC = inference.MixtureSpec(weights=(0.4, 0.2, 0.25, 0.15), cache_size=50,
+SPEC = mixture_step.MixtureSpec(weights=(0.4, 0.2, 0.25, 0.15), cache_size=50,
                              theta=10.0, ngram_order=4, ngram_cache_order=3)
 
 
@@ -81,7 +82,7 @@ def test_min_distance_hides_the_recent_past(setup):
   """Caches that skip the last d positions: brute force on the same stream."""
   model, _, text = setup
   d, vocab_size = 5, model.vocab.size
-  wb_spec = inference.MixtureSpec(weights=(0.0, 0.0, 0.0, 1.0),
+  wb_spec = mixture_step.MixtureSpec(weights=(0.0, 0.0, 0.0, 1.0),
                                   ngram_cache_order=3)
   got, _, arrays = _teacher_forced(model, wb_spec, None, text, d)
   history = arrays.inputs.tolist()
@@ -100,7 +101,7 @@ def test_min_distance_hides_the_recent_past(setup):
       types = np.count_nonzero(counts)
       p = (types * p + counts) / (counts.sum() + types)
     np.testing.assert_allclose(got[t], p[arrays.targets[t]], rtol=2e-5)
-  cache_spec = inference.MixtureSpec(weights=(0.0, 1.0, 0.0, 0.0),
+  cache_spec = mixture_step.MixtureSpec(weights=(0.0, 1.0, 0.0, 0.0),
                                      cache_size=20, theta=3.0)
   got, _, arrays = _teacher_forced(model, cache_spec, None, text, d)
   nll, hidden = evaluation.stream_outputs(model.params, model.model_config,
@@ -132,7 +133,7 @@ def test_kneser_ney_tables_match_the_model_at_every_context():
 def test_sampling_with_a_mixture(setup):
   model, train_ids, _ = setup
   mix = inference.device_mixture_for(
-      inference.InferenceConfig(
+      InferenceConfig(
           cache_size=50, mix_cache_size=50, ngram_order=4, ngram_cache_order=3,
           full_weights=SPEC.weights),
       model.vocab.size, train_ids)
@@ -159,7 +160,7 @@ def test_sampling_with_a_mixture(setup):
 
 def test_model_only_settings_sample_from_the_model(setup):
   model, train_ids, _ = setup
-  mix = inference.device_mixture_for(inference.InferenceConfig(),
+  mix = inference.device_mixture_for(InferenceConfig(),
                                   model.vocab.size, train_ids)
   assert mix.spec.weights == (1.0, 0.0, 0.0, 0.0) and mix.tables is None
   key = jax.random.key(3)
@@ -169,7 +170,7 @@ def test_model_only_settings_sample_from_the_model(setup):
 
 
 def test_mixture_errors():
-  spec = inference.MixtureSpec(weights=(0.5, 0.0, 0.5, 0.0), ngram_order=3)
+  spec = mixture_step.MixtureSpec(weights=(0.5, 0.0, 0.5, 0.0), ngram_order=3)
   with pytest.raises(JaylyricsError, match='KneserNey'):
     mixture_step.device_mixture(spec)
   kn = ngram.fit_kneser_ney(np.arange(5), 5, order=2)
