@@ -256,7 +256,6 @@ class SamplingConfig:
                            'be 0 (off) or >= 2.')
     _positive('best_of', self.best_of)
     if self.rhyme not in ('auto', 'none'):
-      from jaylyrics_jax.data import rhyme  # pylint: disable=g-import-not-at-top
       group_of_text(self.rhyme)  # Raises for what is not a rhyme.
 
   def controls_off(self) -> 'SamplingConfig':

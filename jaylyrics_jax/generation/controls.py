@@ -3,7 +3,7 @@
 `build_decoder` turns the settings into a `processors.Chain` (static: which
 controls, their sizes) and its tables (device arrays: the rhyme table, the
 training n-grams for max_copy, the temperature and top-p), once per call on
-the host. The sampler (`jaylyrics_jax.generation.sampler`) runs the chain inside its
+the host. The sampler (`generation.sampler`) runs the chain inside its
 `lax.scan` and knows nothing of pypinyin or the training text.
 """
 
@@ -22,7 +22,7 @@ from jaylyrics_jax.scoring import ngram
 from jaylyrics_jax.scoring.realism import line_length_bounds
 
 # Shortest line, lower quartile and longest line when the training text is
-# not at hand (those of the shared Jay Chou corpus: BUILD_NOTES.md, "Decoding").
+# not at hand (those of the Jay Chou corpus: BUILD_NOTES.md, "Decoding").
 FALLBACK_LINE_BOUNDS = (2, 4, 13)
 MAX_WINDOW = 1024  # Characters the no-repeat control remembers at most.
 

@@ -1,10 +1,10 @@
 """Writing lyrics with a trained model: seed in, lines out.
 
 `sample_text` is what `experiments.sample` runs: it builds the decoding
-chain of a `SamplingConfig` (`jaylyrics_jax.generation.controls`), draws every sample
-(and every best-of candidate) in one call of the on-device sampler
-(`jaylyrics_jax.generation.sampler`), cuts each text after its last requested line,
-and keeps the best candidate of each sample by `candidate_score`.
+chain of a `SamplingConfig` (`generation.controls`), draws every sample (and
+every best-of candidate) in one call of the on-device sampler
+(`generation.sampler`), cuts each text after its last requested line, and
+keeps the best candidate of each sample by `candidate_score`.
 """
 
 import dataclasses
@@ -18,8 +18,8 @@ from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.data.vocab import Vocabulary
 from jaylyrics_jax.errors import JaylyricsError
-from jaylyrics_jax.generation import controls as decoding
-from jaylyrics_jax.generation import sampler as sampling
+from jaylyrics_jax.generation import controls
+from jaylyrics_jax.generation import sampler
 from jaylyrics_jax.scoring import realism
 from jaylyrics_jax.scoring.mixture import DeviceMixture
 from jaylyrics_jax.scoring.mixture import for_generation
@@ -83,19 +83,19 @@ def sample_candidates(params: Any, model_config: ModelConfig,
                       pad_seed_to: int = 0) -> list[list[Candidate]]:
   """Every candidate of every sample: [num_samples][config.best_of], each
   list sorted best first. See `sample_text` for the arguments, and
-  `sampling.sample_tokens` for pad_seed_to."""
+  `sampler.sample_tokens` for pad_seed_to."""
   if not seed:
     raise JaylyricsError(
         'The seed text is empty. Pass a seed of Chinese characters, e.g. '
         'seed="从前".')
   seed_ids = vocab.encode(seed, unknown=unknown)
   used_seed = vocab.decode(seed_ids)
-  decoder = decoding.build_decoder(config, vocab, train_text,
+  decoder = controls.build_decoder(config, vocab, train_text,
                                    max(len(seed_ids), pad_seed_to) + length,
                                    warn)
   rows = num_samples * config.best_of
   mixture = for_generation(mixture, config.mixture)
-  tokens, log_probs = sampling.sample_tokens(
+  tokens, log_probs = sampler.sample_tokens(
       params, model_config, seed_ids, key, length, decoder.chain,
       decoder.tables, rows, mixture, config.min_copy_distance, chunk,
       on_chunk, pad_seed_to)
@@ -139,7 +139,8 @@ def sample_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
     length: characters to generate (spaces included); with config.lines the
       most to generate.
     config: the decoding settings (`SamplingConfig`).
-    mixture: the run's default inference (`inference.device_mixture_for`);
+    mixture: the run's default inference (`load_run`, or
+      `scoring.tuning.device_mixture_for`);
       config.mixture says which part of it to draw from.
     train_text: the run's training text, for max_copy, the default line
       bounds and best-of's copy penalty (each is off or falls back, with a

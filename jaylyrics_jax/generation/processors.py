@@ -344,7 +344,7 @@ class NoRepeat:
 @flax.struct.dataclass
 class CopyTables:
   """The distinct 1..n+1-grams of the space-free training text, numbered as
-  in `jaylyrics_jax.scoring.ngram` (the k-gram `h w` is key id(h) * V + w, its id is
+  in `scoring.ngram` (the k-gram `h w` is key id(h) * V + w, its id is
   that key's rank): keys[k - 1] <int32>[G_k + 1] sorted, padded with one
   key no query matches; starts <int32>[G_n + 1]: the (n+1)-grams that extend
   n-gram id c are keys[n][starts[c]:starts[c + 1]]."""

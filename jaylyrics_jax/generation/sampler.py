@@ -88,7 +88,7 @@ def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
     step_fn: (carry, token <int32>[]) -> (logits <float32>[V], carry).
     state: where to start; `generate` makes the first one.
     step_keys: <key>[L] one key per token.
-    chain, tables: the processors and their tables (`decoding.build_decoder`).
+    chain, tables: the processors and their tables (`controls.build_decoder`).
   Returns:
     tokens <int32>[L]; log_probs <float32>[L], each token's log-probability
     under step_fn's own distribution (before the processors); the state
@@ -250,10 +250,10 @@ def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
   Row i uses the keys `step_keys(key, num_samples, length)[i]`. With
   `mixture` (the part to draw from: `scoring.mixture.for_generation`),
   characters are drawn from the model mixed with its caches and n-grams;
-  None draws from the model alone. With `chunk` > 0 the rows are generated `chunk` tokens at a time
-  by the same compiled scan, the state passed on (the same tokens as one
-  scan), calling `on_chunk(tokens_done)` after each: a long text shows
-  progress and can be interrupted between chunks. With `pad_seed_to` >= the
+  None draws from the model alone. With `chunk` > 0 the rows are generated
+  `chunk` tokens at a time by the same compiled scan, the state passed on
+  (the same tokens as one scan), calling `on_chunk(tokens_done)` after
+  each: a long text shows progress and can be interrupted between chunks. With `pad_seed_to` >= the
   seed's length, every seed up to that length uses one compiled program
   (the seed is read a character at a time; the same distribution, though
   not always bit-identical to reading it in one call).

@@ -1,10 +1,10 @@
 """A trained run as a songwriter: write a verse, rewrite one of its lines.
 
-`Songwriter` keeps everything a writing session needs loaded once (the
+`Songwriter` keeps everything writing needs loaded once (the
 model, its default inference, the training text, the judge) and answers
 `write` and `rewrite_line` with a `Song`: its lines, the rhyme each ends on,
 and the realism figures. Seeds are padded to a few lengths and generation
-lengths rounded up to powers of two, so a long session compiles a handful of
+lengths rounded up to powers of two, so many requests compile a handful of
 programs, not one per request. The demo page (`experiments.serve`) is a thin
 web layer over this class.
 """

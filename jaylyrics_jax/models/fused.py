@@ -4,7 +4,7 @@ Both compute exactly the functions of the reference path
 (`nn.RNN(nn.OptimizedLSTMCell)`, `nn.Dense` + optax's integer-label
 cross-entropy) with hand-written gradients (`jax.custom_vjp`), because on
 XLA:CPU the automatic ones cost about twice the matrix products they need
-(BUILD_NOTES.md, "Issue 14"):
+(BUILD_NOTES.md):
 
 - `lstm_window`: the input projection of all T steps is one [B*T, F] x
   [F, 4H] product before the scan. The backward scan carries only (dc, dh)

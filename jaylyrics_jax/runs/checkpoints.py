@@ -38,7 +38,7 @@ def _ocp():
   return ocp
 
 
-def __getattr__(name):  # `checkpointing.ocp` for callers and tests.
+def __getattr__(name):  # `checkpoints.ocp` for callers and tests.
   if name == 'ocp':
     return _ocp()
   raise AttributeError(name)

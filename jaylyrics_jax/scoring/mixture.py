@@ -11,7 +11,7 @@ On the device, one character at a time:
 
 `make_mixture_step` turns a `CharLM` and a tuned `MixtureSpec` into
 a step function `(carry, token) -> (log-probabilities <float32>[V], carry)`
-that `sampling.generate` runs inside its `lax.scan`. The next character's
+that `generation.sampler` runs inside its `lax.scan`. The next character's
 distribution is the weighted sum of
 
   model        softmax of the model's logits;
@@ -29,7 +29,7 @@ distribution is the weighted sum of
                so the counts of every order are one masked scatter each.
 
 Each component gives, to float32 rounding, the probability its numpy scorer
-in `inference` gives (tested by teacher-forcing a text through the step).
+in `scoring.tuning` gives (tested by teacher-forcing a text through the step).
 """
 
 import dataclasses
@@ -262,7 +262,7 @@ def make_mixture_step(model_config: ModelConfig, spec: MixtureSpec,
 
   tables: the `KneserNeyTables` when spec.ngram_order > 0, else None.
   min_distance: the caches use only positions at least this far back (1:
-    all, as `inference` scores them); generation uses more, or the caches
+    all, as `scoring.tuning` scores them); generation uses more, or the caches
     feed on what was just written and loop (前前前...).
   """
   if min_distance < 1:

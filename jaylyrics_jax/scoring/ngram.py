@@ -369,7 +369,11 @@ def ngram_cache_log_probs(inputs: np.ndarray, targets: np.ndarray,
 
 def ngram_cache_distribution(history: Sequence[int], vocab_size: int,
                              order: int = 5) -> np.ndarray:
-  """<float64>[V] the cache's next-character distribution after `history`."""
+  """<float64>[V] the cache's next-character distribution after `history`.
+
+  The reference form of `ngram_cache_log_probs` (one distribution, not a
+  stream): for inspecting the cache, and checking the stream scorer.
+  """
   history, _ = _check_stream(history, history, vocab_size)
   cache = _WittenBellCache(vocab_size, order)
   for x in history:
@@ -379,7 +383,8 @@ def ngram_cache_distribution(history: Sequence[int], vocab_size: int,
 
 def mixed_distribution(kn: KneserNey, history: Sequence[int],
                        cache_order: int = 5, lam: float = 0.4) -> np.ndarray:
-  """<float64>[V] (1 - lam) p_KN + lam p_cache after `history`."""
+  """<float64>[V] (1 - lam) p_KN + lam p_cache after `history`: the whole
+  distribution that `mix_with_cache` scores the target of."""
   _check_lam(lam)
   return ((1.0 - lam) * kn.distribution(history) +
           lam * ngram_cache_distribution(history, kn.vocab_size, cache_order))
