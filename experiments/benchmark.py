@@ -23,6 +23,7 @@ import numpy as np
 from experiments import common
 import jaylyrics_jax as jl
 from jaylyrics_jax.data import batching
+from jaylyrics_jax.data import corpus
 from jaylyrics_jax.scoring import mixture as mixture_step
 from jaylyrics_jax.scoring import stream as evaluation
 from jaylyrics_jax.scoring import tuning as inference
@@ -62,7 +63,7 @@ CONFIG_SHAPES = {
 
 
 def _corpus_text() -> str | None:
-  for path in (SHARED_CORPUS, jl.corpus.DEFAULT_CORPUS_PATH):
+  for path in (SHARED_CORPUS, corpus.DEFAULT_CORPUS_PATH):
     if os.path.exists(path):
       return jl.load_clean_text(path)
   return None
@@ -70,7 +71,7 @@ def _corpus_text() -> str | None:
 
 def _corpus_ids() -> tuple[np.ndarray, int, str]:
   """Encoded text, vocabulary size, and where it came from."""
-  for path in (SHARED_CORPUS, jl.corpus.DEFAULT_CORPUS_PATH):
+  for path in (SHARED_CORPUS, corpus.DEFAULT_CORPUS_PATH):
     if os.path.exists(path):
       text = jl.load_clean_text(path)
       vocab = jl.build_vocabulary(text)

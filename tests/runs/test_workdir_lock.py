@@ -14,7 +14,7 @@ from conftest import REPO
 import jaylyrics_jax as jl
 from jaylyrics_jax.runs import lock as workdir_lock
 from jaylyrics_jax.runs.lock import WorkdirLockError
-from jaylyrics_jax.scoring import tuning
+from jaylyrics_jax.runs import tune
 
 # Another process holding the lock until its stdin closes.
 _HOLDER = ('import sys\n'
@@ -80,7 +80,7 @@ def test_library_train_and_tune_touch_nothing_while_held(holder, tiny_corpus):
     jl.train(tiny_corpus, jl.ModelConfig(embedding_size=8, rnn_size=16),
              config)
   with pytest.raises(WorkdirLockError, match=f'pid {child.pid}'):
-    tuning.tune_run(workdir, tiny_corpus)
+    tune.tune_run(workdir, tiny_corpus)
   assert sorted(os.listdir(workdir)) == before == [workdir_lock.LOCK_FILE]
   assert _lock_record(workdir)['pid'] == child.pid
 
