@@ -22,10 +22,11 @@ import numpy as np
 
 from experiments import common
 import jaylyrics_jax as jl
-from jaylyrics_jax import batching
-from jaylyrics_jax import evaluation
-from jaylyrics_jax import inference
-from jaylyrics_jax import mixture_step
+from jaylyrics_jax.data import batching
+from jaylyrics_jax.data import corpus
+from jaylyrics_jax.scoring import mixture as mixture_step
+from jaylyrics_jax.scoring import stream as evaluation
+from jaylyrics_jax.scoring import tuning as inference
 
 SHARED_CORPUS = os.path.join('..', 'shared', 'data', 'jaychou', 'origin.txt')
 
@@ -62,7 +63,7 @@ CONFIG_SHAPES = {
 
 
 def _corpus_text() -> str | None:
-  for path in (SHARED_CORPUS, jl.corpus.DEFAULT_CORPUS_PATH):
+  for path in (SHARED_CORPUS, corpus.DEFAULT_CORPUS_PATH):
     if os.path.exists(path):
       return jl.load_clean_text(path)
   return None
@@ -70,7 +71,7 @@ def _corpus_text() -> str | None:
 
 def _corpus_ids() -> tuple[np.ndarray, int, str]:
   """Encoded text, vocabulary size, and where it came from."""
-  for path in (SHARED_CORPUS, jl.corpus.DEFAULT_CORPUS_PATH):
+  for path in (SHARED_CORPUS, corpus.DEFAULT_CORPUS_PATH):
     if os.path.exists(path):
       text = jl.load_clean_text(path)
       vocab = jl.build_vocabulary(text)
@@ -245,7 +246,7 @@ def time_torch(ids, vocab_size, shape, seconds) -> dict | None:
 
 
 # A typical tuned default inference (weights as best.flags' tuning found).
-MIXTURE = inference.MixtureSpec(weights=(0.5, 0.1, 0.2, 0.2), cache_size=300,
+MIXTURE = mixture_step.MixtureSpec(weights=(0.5, 0.1, 0.2, 0.2), cache_size=300,
                                 theta=10.0, ngram_order=6,
                                 ngram_cache_order=7)
 
@@ -287,7 +288,7 @@ def time_sampling(ids, vocab_size, repeats) -> dict:
       times.append((time.perf_counter() - start) * 1e3)
     out[name] = statistics.median(times)
   # What the demo page does for "8 lines" (padded seed, length bucket).
-  from jaylyrics_jax.songwriter import Songwriter  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.generation.songwriter import Songwriter  # pylint: disable=g-import-not-at-top
   model = jl.LoadedModel(params, config, vocab, {}, 0)
   writer = Songwriter(model, None, train)
   seed = vocab.chars[1] + vocab.chars[2]

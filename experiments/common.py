@@ -14,10 +14,10 @@ from absl import logging
 
 from experiments import config_flags
 from jaylyrics_jax import runtime
-from jaylyrics_jax.errors import explain_failure
 from jaylyrics_jax.config import TrainConfig
+from jaylyrics_jax.errors import explain_failure
 from jaylyrics_jax.errors import JaylyricsError
-from jaylyrics_jax.workdir_lock import WorkdirLockError
+from jaylyrics_jax.runs.lock import WorkdirLockError
 
 # Defaults and help from the library's TrainConfig (one source); train.py's
 # generated TrainConfig flags reuse these two.
@@ -73,7 +73,7 @@ class _QuietCheckpointThreads(std_logging.Filter):
   """Drops orbax's and its writer threads' own error logs.
 
   When a save fails (a full disk), orbax logs tracebacks from its background
-  threads; the failure reaches `jaylyrics_jax.checkpointing.save`, which
+  threads; the failure reaches `jaylyrics_jax.runs.checkpoints.save`, which
   raises one clear error, so the tracebacks are noise for a CLI user.
   """
 

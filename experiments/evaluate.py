@@ -20,7 +20,8 @@ from experiments.inference_flags import CHECKPOINT
 from experiments.inference_flags import CORPUS
 from experiments.inference_flags import NGRAM_ORDER
 import jaylyrics_jax as jl
-from jaylyrics_jax import inference
+from jaylyrics_jax.runs import tune
+from jaylyrics_jax.scoring import tuning
 
 TEXT_FILE = flags.DEFINE_string('text_file', None,
                                 'Raw UTF-8 lyrics file to score.')
@@ -32,9 +33,9 @@ def main(argv):
   text = jl.load_clean_text(TEXT_FILE.value, min_chars=1, what='text')
   model = jl.load_model(common.WORKDIR.value, which=CHECKPOINT.value,
                         warn=common.warn)
-  config, train_ids = inference.settings_for(
+  config, train_ids = tune.settings_for(
       model, CACHE_SIZE.value, NGRAM_ORDER.value, CORPUS.value, common.warn)
-  result = inference.evaluate_components(model, text, train_ids, config)
+  result = tuning.evaluate_components(model, text, train_ids, config)
   result['step'] = model.step
   print(json.dumps(result), flush=True)
 

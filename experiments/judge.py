@@ -5,7 +5,7 @@ r"""How much the samples read like real songs: the realism report.
 
 Draws --num_samples samples (an equal share from each seed, --rng_seed
 fixed) with the sample command's settings, and prints the realism figures
-(`jaylyrics_jax.realism`) beside those of as many equal-length pieces of the
+(`jaylyrics_jax.scoring.realism`) beside those of as many equal-length pieces of the
 run's validation text, songs the model never trained on. --json ends with
 one JSON object {"samples": {...}, "validation": {...}, "settings": {...}}.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from experiments import common
 from experiments import sampling_flags as sf
 import jaylyrics_jax as jl
-from jaylyrics_jax import realism
+from jaylyrics_jax.scoring import realism
 
 SEEDS = flags.DEFINE_list(
     'seeds', ['从前', '天空', '我们', '爱情', '回忆', '下雨', '夜晚', '微风'],

@@ -24,9 +24,9 @@ import optax
 
 from experiments import common
 import jaylyrics_jax as jl
-from jaylyrics_jax import fused
-from jaylyrics_jax.model import CharLM
-from jaylyrics_jax.model import zero_carries
+from jaylyrics_jax.models import fused
+from jaylyrics_jax.models.charlm import CharLM
+from jaylyrics_jax.models.charlm import zero_carries
 
 ROUNDS = flags.DEFINE_integer('rounds', 9, 'Round-robin timing rounds.',
                               lower_bound=1)

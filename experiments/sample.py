@@ -20,8 +20,7 @@ import jax
 from experiments import common
 from experiments import sampling_flags as sf
 import jaylyrics_jax as jl
-from jaylyrics_jax import lyrics
-from jaylyrics_jax import realism
+from jaylyrics_jax.scoring import realism
 
 NEWLINES = flags.DEFINE_bool('newlines', True,
                              'Print each space as a line break.')
@@ -79,7 +78,7 @@ def main(argv):
     seed_len = len(model.vocab.decode(model.vocab.encode(
         sf.SEED.value, unknown='skip')))
     # Only the generated part: the seed is the user's.
-    rates = [lyrics.copy_rate(t[seed_len:], run.train_text) for t in texts]
+    rates = [realism.copy_rate(t[seed_len:], run.train_text) for t in texts]
     print(f'copy rate (generated 4-character strings found verbatim in the '
           f'training text): {", ".join(f"{r:.1%}" for r in rates)}',
           flush=True)

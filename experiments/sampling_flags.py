@@ -4,8 +4,6 @@ The decoding flags are made from `jaylyrics_jax.SamplingConfig`'s fields
 (`config_flags`): its defaults, help and checks are theirs.
 """
 
-import dataclasses
-
 from absl import flags
 
 from experiments import common
@@ -15,8 +13,7 @@ from experiments.inference_flags import CHECKPOINT
 from experiments.inference_flags import CORPUS
 from experiments.inference_flags import NGRAM_ORDER
 import jaylyrics_jax as jl
-from jaylyrics_jax import inference
-from jaylyrics_jax import mixture_step
+from jaylyrics_jax.scoring import mixture
 
 SEED = flags.DEFINE_string('seed', '从前', 'Text the lyrics start from.')
 LENGTH = flags.DEFINE_integer(
@@ -40,34 +37,19 @@ def sampling_config() -> jl.SamplingConfig:
   return SAMPLING_FLAGS.build()
 
 
-@dataclasses.dataclass(frozen=True)
-class Run:
-  """What writing needs from a run: the model, its default inference and
-  the training and validation text (None when the corpus is not here)."""
-  model: jl.LoadedModel
-  mixture: object
-  train_text: str | None
-  valid_text: str | None
+def load_run() -> jl.Run:
+  """The run of --workdir/--checkpoint with --cache_size, --ngram_order and
+  --corpus (`jaylyrics_jax.load_run`)."""
+  return jl.load_run(common.WORKDIR.value, which=CHECKPOINT.value,
+                     cache_size=CACHE_SIZE.value,
+                     ngram_order=NGRAM_ORDER.value, corpus_path=CORPUS.value,
+                     warn=common.warn)
 
 
-def load_run() -> Run:
-  model = jl.load_model(common.WORKDIR.value, which=CHECKPOINT.value,
-                        warn=common.warn)
-  settings, train_ids = inference.settings_for(
-      model, CACHE_SIZE.value, NGRAM_ORDER.value, CORPUS.value, common.warn)
-  mixture = inference.device_mixture_for(settings, model.vocab.size,
-                                         train_ids)
-  try:
-    train_text, valid_text = inference.run_corpus_split(model, CORPUS.value)
-  except jl.JaylyricsError as e:
-    common.warn(f'{e} The controls that need it fall back.')
-    train_text = valid_text = None
-  return Run(model, mixture, train_text, valid_text)
-
-
-def generation_spec(run: Run, config: jl.SamplingConfig):
+def generation_spec(run: jl.Run, config: jl.SamplingConfig):
   """The part of the run's default inference that `config` draws from."""
-  return mixture_step.for_generation(run.mixture.spec, config.mixture)
+  drawn = mixture.for_generation(run.mixture, config.mixture)
+  return drawn.spec if drawn is not None else mixture.MixtureSpec()
 
 
 def describe(spec) -> str:

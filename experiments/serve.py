@@ -19,7 +19,7 @@ from absl import flags
 from experiments import common
 from experiments import sampling_flags as sf
 from experiments import web_app
-from jaylyrics_jax.songwriter import Songwriter
+from jaylyrics_jax.generation.songwriter import Songwriter
 
 HOST = flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on '
                            '(0.0.0.0 exposes the page to the network).')

@@ -20,9 +20,9 @@ import tqdm
 from experiments import common
 from experiments import config_flags
 import jaylyrics_jax as jl
-from jaylyrics_jax import inference
-from jaylyrics_jax import parallel
-from jaylyrics_jax import workdir_lock
+from jaylyrics_jax.runs import lock
+from jaylyrics_jax.scoring import tuning
+from jaylyrics_jax.training import parallel
 
 CORPUS = flags.DEFINE_string(
     'corpus', None,
@@ -46,7 +46,7 @@ DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Initialise jax.distributed from the environment '
     '(SLURM, TPU, cloud) without the three flags above.')
 NGRAM_ORDER = flags.DEFINE_integer(
-    'ngram_order', inference.DEFAULT_NGRAM_ORDER, 'Order of the Kneser-Ney '
+    'ngram_order', tuning.DEFAULT_NGRAM_ORDER, 'Order of the Kneser-Ney '
     'n-gram mixed in at inference (tuned on the validation text after '
     'training; 0 = no n-gram).', lower_bound=0, upper_bound=8)
 RESUME = flags.DEFINE_bool('resume', False,
@@ -128,7 +128,7 @@ def main(argv):
   primary = parallel.is_primary()
   # Held across training and tuning, which both write the workdir; the
   # library calls take it again (re-entrant within this process).
-  with workdir_lock.hold(train_config.workdir, enabled=primary):
+  with lock.hold(train_config.workdir, enabled=primary):
     result = jl.train(corpus, model_config, train_config,
                       resume=RESUME.value,
                       on_step=console.on_step if primary else quiet,

@@ -14,20 +14,21 @@ import json
 from absl import flags
 
 from experiments import common
-from jaylyrics_jax import inference
+from jaylyrics_jax.runs import tune
+from jaylyrics_jax.scoring import tuning
 
 CORPUS = flags.DEFINE_string(
     'corpus', None, 'The run\'s training corpus (default: the path recorded '
     'in the checkpoint).')
 NGRAM_ORDER = flags.DEFINE_integer('ngram_order',
-                                   inference.DEFAULT_NGRAM_ORDER,
+                                   tuning.DEFAULT_NGRAM_ORDER,
                                    'Kneser-Ney order (0 = no n-gram).',
                                    lower_bound=0, upper_bound=8)
 
 
 def main(argv):
   del argv
-  tuned, scores = inference.tune_run(common.WORKDIR.value, CORPUS.value,
+  tuned, scores = tune.tune_run(common.WORKDIR.value, CORPUS.value,
                                      NGRAM_ORDER.value, warn=common.warn)
   print(json.dumps(dict(scores, settings=tuned.to_dict())), flush=True)
 

@@ -25,7 +25,7 @@ from fastapi import responses
 from fastapi.concurrency import run_in_threadpool
 
 from jaylyrics_jax.errors import JaylyricsError
-from jaylyrics_jax.songwriter import Songwriter
+from jaylyrics_jax.generation.songwriter import Songwriter
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                     'demo_page.html')

@@ -7,6 +7,12 @@ The library takes plain dataclasses and arrays and never reads flags:
     m = jl.load_model('runs/x')
     print(jl.sample_text(m.params, m.model_config, m.vocab, '从前', jax.random.key(0))[0])
 
+The package's parts, lowest first: `data` (corpus, vocabulary, batches,
+rhyme), `config`, `models` (`CharLM`), `training` (one step), `scoring`
+(stream scores, n-grams, the tuned mixture, realism), `generation` (the
+sampler and the lyrics on top) and `runs` (training runs, checkpoints,
+tuning, loading a run to write with: `load_run`).
+
 A loop of your own: `create_train_state` and `make_train_step` with any optax
 optimizer, `score_text` for per-character log-probabilities and hidden
 states, `save_model` so `load_model` and the command line can use the result
@@ -14,47 +20,49 @@ states, `save_model` so `load_model` and the command line can use the result
 argument to change.
 """
 
-from jaylyrics_jax.batching import epoch_batches
-from jaylyrics_jax.checkpointing import restore as restore_checkpoint
-from jaylyrics_jax.inference import evaluate_components
-from jaylyrics_jax.inference import InferenceConfig
-from jaylyrics_jax.inference import tune_run
+from jaylyrics_jax.config import InferenceConfig
 from jaylyrics_jax.config import ModelConfig
-from jaylyrics_jax.config import TrainConfig
-from jaylyrics_jax.corpus import clean_line
-from jaylyrics_jax.corpus import clean_text
-from jaylyrics_jax.corpus import download_corpus
-from jaylyrics_jax.corpus import load_clean_text
-from jaylyrics_jax.corpus import resolve_corpus
-from jaylyrics_jax.corpus import split_train_valid
-from jaylyrics_jax.errors import JaylyricsError
-from jaylyrics_jax.evaluation import evaluate_text
-from jaylyrics_jax.evaluation import score_text
-from jaylyrics_jax.evaluation import TextScores
-from jaylyrics_jax.model import CharLM
-from jaylyrics_jax.model import init_params
-from jaylyrics_jax.model import zero_carries
-from jaylyrics_jax.plotting import plot_losses
 from jaylyrics_jax.config import SamplingConfig
-from jaylyrics_jax.decoding import build_decoder
-from jaylyrics_jax.lyrics import sample_candidates
-from jaylyrics_jax.lyrics import sample_text
-from jaylyrics_jax.realism import make_judge
-from jaylyrics_jax.realism import reference_pieces
-from jaylyrics_jax.realism import report as realism_report
-from jaylyrics_jax.sampling import generate
-from jaylyrics_jax.saved_model import load_model
-from jaylyrics_jax.saved_model import LoadedModel
-from jaylyrics_jax.saved_model import save_model
-from jaylyrics_jax.trainer import train
-from jaylyrics_jax.trainer import TrainResult
-from jaylyrics_jax.training import create_train_state
-from jaylyrics_jax.training import make_eval_step
-from jaylyrics_jax.training import make_optimizer
-from jaylyrics_jax.training import make_train_step
-from jaylyrics_jax.training import TrainState
-from jaylyrics_jax.vocab import build_vocabulary
-from jaylyrics_jax.vocab import Vocabulary
+from jaylyrics_jax.config import TrainConfig
+from jaylyrics_jax.data.batching import epoch_batches
+from jaylyrics_jax.data.corpus import clean_line
+from jaylyrics_jax.data.corpus import clean_text
+from jaylyrics_jax.data.corpus import download_corpus
+from jaylyrics_jax.data.corpus import load_clean_text
+from jaylyrics_jax.data.corpus import resolve_corpus
+from jaylyrics_jax.data.corpus import split_train_valid
+from jaylyrics_jax.data.vocab import build_vocabulary
+from jaylyrics_jax.data.vocab import Vocabulary
+from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.generation.controls import build_decoder
+from jaylyrics_jax.generation.lyrics import sample_candidates
+from jaylyrics_jax.generation.lyrics import sample_text
+from jaylyrics_jax.generation.sampler import generate
+from jaylyrics_jax.models.charlm import CharLM
+from jaylyrics_jax.models.charlm import init_params
+from jaylyrics_jax.models.charlm import zero_carries
+from jaylyrics_jax.runs.checkpoints import restore as restore_checkpoint
+from jaylyrics_jax.runs.loaded import load_run
+from jaylyrics_jax.runs.loaded import Run
+from jaylyrics_jax.runs.plot import plot_losses
+from jaylyrics_jax.runs.store import load_model
+from jaylyrics_jax.runs.store import LoadedModel
+from jaylyrics_jax.runs.store import save_model
+from jaylyrics_jax.runs.train import train
+from jaylyrics_jax.runs.train import TrainResult
+from jaylyrics_jax.runs.tune import tune_run
+from jaylyrics_jax.scoring.realism import make_judge
+from jaylyrics_jax.scoring.realism import reference_pieces
+from jaylyrics_jax.scoring.realism import report as realism_report
+from jaylyrics_jax.scoring.stream import evaluate_text
+from jaylyrics_jax.scoring.stream import make_eval_step
+from jaylyrics_jax.scoring.stream import score_text
+from jaylyrics_jax.scoring.stream import TextScores
+from jaylyrics_jax.scoring.tuning import evaluate_components
+from jaylyrics_jax.training.steps import create_train_state
+from jaylyrics_jax.training.steps import make_optimizer
+from jaylyrics_jax.training.steps import make_train_step
+from jaylyrics_jax.training.steps import TrainState
 
 __version__ = '0.1.0'
 
@@ -62,6 +70,8 @@ __all__ = [
     'evaluate_components',
     'InferenceConfig',
     'tune_run',
+    'load_run',
+    'Run',
     'epoch_batches',
     'restore_checkpoint',
     'ModelConfig',

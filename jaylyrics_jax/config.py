@@ -12,6 +12,7 @@ Error messages name the Python argument (`cell='LSTM'`), never a flag.
 import dataclasses
 from typing import Any
 
+from jaylyrics_jax.data.rhyme import group_of_text
 from jaylyrics_jax.errors import JaylyricsError
 
 CELLS = ('lstm', 'gru', 'rnn')
@@ -68,7 +69,7 @@ class ModelConfig:
   impl: str = _field(
       'fused', 'How the train step computes the same model: fused = '
       'whole-window LSTM layers and output softmax loss with hand-written '
-      'gradients (jaylyrics_jax/fused.py; faster on CPU); flax = '
+      'gradients (jaylyrics_jax/models/fused.py; faster on CPU); flax = '
       'nn.RNN(OptimizedLSTMCell) and optax autodiff, the reference. Same '
       'parameters and results (to float32 rounding); not part of the '
       "model's shape.", choices=IMPLS)
@@ -175,7 +176,7 @@ class SamplingConfig:
   """How lyrics are written, one character at a time.
 
   The defaults are the ones that read best, chosen with
-  `jaylyrics_jax.realism` against the validation text (BUILD_NOTES.md,
+  `jaylyrics_jax.scoring.realism` against the validation text (BUILD_NOTES.md,
   "Decoding"); `experiments.sample` makes its flags from these fields, so
   the command line and the library write the same way. `controls_off()`
   gives the plain sampler (bit-identical to the sampler before the decoding
@@ -213,7 +214,7 @@ class SamplingConfig:
   rhyme: str = _field(
       'auto', "auto: line ends rhyme with the first line's end; none; or "
       'the rhyme to keep: a character, a pinyin final (ang, ian, ...) or a '
-      'rhyme group (江阳; jaylyrics_jax.rhyme).')
+      'rhyme group (江阳; jaylyrics_jax.data.rhyme).')
   rhyme_bonus: float = _field(
       3.0, 'Logit bonus of rhyming characters near the end of a line.')
   no_repeat_ngram: int = _field(
@@ -226,7 +227,7 @@ class SamplingConfig:
       'verbatim in the training text (0 = off).')
   best_of: int = _field(
       1, 'Draw this many candidates per sample in one call and keep the '
-      'best by jaylyrics_jax.lyrics.candidate_score.')
+      'best by jaylyrics_jax.generation.lyrics.candidate_score.')
 
   def __post_init__(self):
     for name, choices in (('mode', MODES), ('mixture', MIXTURES)):
@@ -255,11 +256,63 @@ class SamplingConfig:
                            'be 0 (off) or >= 2.')
     _positive('best_of', self.best_of)
     if self.rhyme not in ('auto', 'none'):
-      from jaylyrics_jax import rhyme  # pylint: disable=g-import-not-at-top
-      rhyme.group_of_text(self.rhyme)  # Raises for what is not a rhyme.
+      group_of_text(self.rhyme)  # Raises for what is not a rhyme.
 
   def controls_off(self) -> 'SamplingConfig':
     """This config with every decoding control off: the plain sampler."""
     return dataclasses.replace(self, lines=0, min_line=0, max_line=0,
                                rhyme='none', no_repeat_ngram=0, max_copy=0,
                                best_of=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+  """The default inference's tuned settings; stored in a checkpoint step.
+
+  `tune_run` (or `scoring.tuning.tune_inference`) fits them; a weight list
+  names its components in order. The model+cache pair and the full mixture
+  are tuned separately, so each has its own cache window and sharpness (the
+  full mixture prefers a shorter, sharper cache: the n-gram cache already
+  covers long repeats).
+  """
+  cache_size: int = _field(
+      0, 'Neural cache window of the model+cache pair (0 = no cache).')
+  theta: float = _field(10.0, 'Sharpness of that cache, > 0.')
+  mix_cache_size: int = _field(
+      0, 'Neural cache window inside the full mixture (0 = no cache).')
+  mix_theta: float = _field(10.0, 'Sharpness of that cache, > 0.')
+  ngram_order: int = _field(
+      0, 'Order of the Kneser-Ney n-gram of the training text (0 = off).')
+  ngram_cache_order: int = _field(
+      5, 'Order of the Witten-Bell n-gram of the text already read.')
+  cache_weights: tuple[float, ...] = _field(
+      (1.0, 0.0), 'Weights of model and cache.')
+  ngram_weights: tuple[float, ...] = _field(
+      (1.0, 0.0), 'Weights of ngram and ngram_cache.')
+  full_weights: tuple[float, ...] = _field(
+      (1.0, 0.0, 0.0, 0.0), 'Weights of model, cache, ngram, ngram_cache.')
+  step: int = _field(-1, 'The checkpoint step they were tuned for.')
+
+  def __post_init__(self):
+    for name in ('cache_size', 'mix_cache_size', 'ngram_order'):
+      _at_least_zero(name, getattr(self, name))
+    _positive('ngram_cache_order', self.ngram_cache_order)
+    for name in ('theta', 'mix_theta'):
+      if not getattr(self, name) > 0:
+        raise JaylyricsError(f'{name}={getattr(self, name)!r}: must be > 0.')
+    for name, size in (('cache_weights', 2), ('ngram_weights', 2),
+                       ('full_weights', 4)):
+      weights = getattr(self, name)
+      if len(weights) != size or not all(w >= 0 for w in weights):
+        raise JaylyricsError(f'{name}={weights!r}: must be {size} weights '
+                             '>= 0.')
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> 'InferenceConfig':
+    d = dict(d)
+    for key in ('cache_weights', 'ngram_weights', 'full_weights'):
+      d[key] = tuple(d[key])
+    return cls(**d)

@@ -19,7 +19,7 @@ from conftest import cli_command as _cmd
 from conftest import cli_env as _env
 from conftest import logged_losses as _losses
 from conftest import TINY_RUN as TINY
-from jaylyrics_jax.logs import atomic_write
+from jaylyrics_jax.files import atomic_write
 
 
 

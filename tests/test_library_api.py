@@ -158,7 +158,7 @@ def test_saved_model_tunes_with_its_corpus(saved):
   workdir, step, _ = saved
   tuned, scores = jl.tune_run(workdir, ngram_order=3)
   assert tuned.step == step and 'bpc_ngram' in scores
-  from jaylyrics_jax import inference  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.runs import tune as inference  # pylint: disable=g-import-not-at-top
   assert inference.read_inference_config(jl.load_model(workdir)) == tuned
 
 

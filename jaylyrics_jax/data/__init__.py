@@ -1,0 +1,1 @@
+"""The text: reading and cleaning the corpus, the vocabulary, batches, rhyme."""

@@ -1,0 +1,1 @@
+"""Writing text: the on-device sampler, its processors and the lyrics on top."""

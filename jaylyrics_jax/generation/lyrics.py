@@ -1,0 +1,154 @@
+"""Writing lyrics with a trained model: seed in, lines out.
+
+`sample_text` is what `experiments.sample` runs: it builds the decoding
+chain of a `SamplingConfig` (`generation.controls`), draws every sample (and
+every best-of candidate) in one call of the on-device sampler
+(`generation.sampler`), cuts each text after its last requested line, and
+keeps the best candidate of each sample by `candidate_score`.
+"""
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.config import SamplingConfig
+from jaylyrics_jax.data.vocab import Vocabulary
+from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.generation import controls
+from jaylyrics_jax.generation import sampler
+from jaylyrics_jax.scoring import realism
+from jaylyrics_jax.scoring.mixture import DeviceMixture
+from jaylyrics_jax.scoring.mixture import for_generation
+
+# Weight of each realism penalty in `candidate_score`, in nats per character.
+PENALTY = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+  """One drawn text: the seed and what follows, cut to the requested lines.
+
+  mean_log_prob: mean natural log-probability per generated character under
+  the generating distribution (the model, or its default inference mixture)
+  before the decoding controls; score: `candidate_score`.
+  """
+  text: str
+  mean_log_prob: float
+  score: float
+
+
+def cut_tokens(tokens: np.ndarray, seed: str, space_id: int,
+               lines: int) -> int:
+  """How many of the generated `tokens` to keep so the text (seed included)
+  has `lines` lines: up to and including the line break that ends the last
+  one (all of them when lines is 0 or they end first)."""
+  if lines <= 0 or space_id < 0:
+    return len(tokens)
+  needed = lines - seed.count(' ')
+  if needed <= 0:
+    return 0
+  breaks = np.flatnonzero(np.asarray(tokens) == space_id)
+  return int(breaks[needed - 1]) + 1 if len(breaks) >= needed else len(tokens)
+
+
+def candidate_score(text: str, mean_log_prob: float, judge: realism.Judge,
+                    rhyme: bool) -> float:
+  """mean_log_prob - PENALTY * (self-repetition + training copies + the
+  share of one-character lines + [rhyme on] the share of unrhymed line
+  pairs): the figures `realism.report` gives this one text (a figure with
+  no case, e.g. no line pair, adds nothing)."""
+  fig = realism.report([text], judge)
+  share = lambda name: 0.0 if math.isnan(fig[name]) else fig[name]
+  penalty = (share('self_repetition') + share('training_copies') +
+             share('one_char_lines'))
+  if rhyme and not math.isnan(fig['rhyme_rate']):
+    penalty += 1.0 - fig['rhyme_rate']
+  return mean_log_prob - PENALTY * penalty
+
+
+def sample_candidates(params: Any, model_config: ModelConfig,
+                      vocab: Vocabulary, seed: str, key: jax.Array,
+                      length: int = 200,
+                      config: SamplingConfig = SamplingConfig(),
+                      num_samples: int = 1, unknown: str = 'error',
+                      mixture: DeviceMixture | None = None,
+                      train_text: str | None = None,
+                      warn: Callable[[str], None] = lambda message: None,
+                      chunk: int = 0,
+                      on_chunk: Callable[[int], None] | None = None,
+                      pad_seed_to: int = 0) -> list[list[Candidate]]:
+  """Every candidate of every sample: [num_samples][config.best_of], each
+  list sorted best first. See `sample_text` for the arguments, and
+  `sampler.sample_tokens` for pad_seed_to."""
+  if not seed:
+    raise JaylyricsError(
+        'The seed text is empty. Pass a seed of Chinese characters, e.g. '
+        'seed="从前".')
+  seed_ids = vocab.encode(seed, unknown=unknown)
+  used_seed = vocab.decode(seed_ids)
+  decoder = controls.build_decoder(config, vocab, train_text,
+                                   max(len(seed_ids), pad_seed_to) + length,
+                                   warn)
+  rows = num_samples * config.best_of
+  mixture = for_generation(mixture, config.mixture)
+  tokens, log_probs = sampler.sample_tokens(
+      params, model_config, seed_ids, key, length, decoder.chain,
+      decoder.tables, rows, mixture, config.min_copy_distance, chunk,
+      on_chunk, pad_seed_to)
+  judge = None
+  if config.best_of > 1:  # Without the training text, copies count 0.
+    judge = realism.make_judge(train_text or '', vocab, fluency=False)
+  out = []
+  for i in range(num_samples):
+    group = []
+    for r in range(i * config.best_of, (i + 1) * config.best_of):
+      keep = cut_tokens(tokens[r], used_seed, decoder.space_id, config.lines)
+      text = used_seed + vocab.decode(tokens[r][:keep])
+      mean_lp = float(np.mean(log_probs[r][:keep])) if keep else 0.0
+      score = (candidate_score(text, mean_lp, judge, config.rhyme != 'none')
+               if config.best_of > 1 else mean_lp)
+      group.append(Candidate(text, mean_lp, score))
+    # Stable: equal scores keep the draw order, so one candidate is row 0.
+    group.sort(key=lambda c: -c.score)
+    out.append(group)
+  return out
+
+
+def sample_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
+                seed: str, key: jax.Array, length: int = 200,
+                config: SamplingConfig = SamplingConfig(),
+                num_samples: int = 1, unknown: str = 'error',
+                mixture: DeviceMixture | None = None,
+                train_text: str | None = None,
+                warn: Callable[[str], None] = lambda message: None,
+                chunk: int = 0,
+                on_chunk: Callable[[int], None] | None = None) -> list[str]:
+  """Writes `num_samples` texts, each the seed followed by what the model
+  writes (a space between lines).
+
+  Args:
+    params, model_config, vocab: the trained model (`load_model`).
+    seed: the text to start from. Characters outside the vocabulary raise a
+      `JaylyricsError` listing them (unknown='error') or are dropped
+      (unknown='skip').
+    key: the PRNG key; the same key gives the same texts.
+    length: characters to generate (spaces included); with config.lines the
+      most to generate.
+    config: the decoding settings (`SamplingConfig`).
+    mixture: the run's default inference (`load_run`, or
+      `scoring.tuning.device_mixture_for`);
+      config.mixture says which part of it to draw from.
+    train_text: the run's training text, for max_copy, the default line
+      bounds and best-of's copy penalty (each is off or falls back, with a
+      `warn`, without it).
+    chunk, on_chunk: generate `chunk` characters per call, calling
+      on_chunk(done) in between (same text as one call).
+  """
+  groups = sample_candidates(params, model_config, vocab, seed, key, length,
+                             config, num_samples, unknown, mixture,
+                             train_text, warn, chunk, on_chunk)
+  return [group[0].text for group in groups]

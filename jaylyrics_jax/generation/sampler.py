@@ -1,0 +1,299 @@
+"""The on-device sampler: prime on a seed, then one `lax.scan`.
+
+`generate` / `decode` are pure functions of a step function and a
+`processors.Chain`, so they can be tested with stubbed logits;
+`sample_tokens` wires them to a trained `CharLM`, alone or mixed with its
+neural cache and n-grams (`scoring.mixture.DeviceMixture`: the default
+inference), compiled once per model, chain and length. Turning settings into
+a chain (`jaylyrics_jax.generation.controls`) and text into lyrics
+(`jaylyrics_jax.generation.lyrics`) happen on the host, above this module.
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.generation import processors
+from jaylyrics_jax.models.charlm import CharLM
+from jaylyrics_jax.models.charlm import zero_carries
+from jaylyrics_jax.scoring.mixture import DeviceMixture
+from jaylyrics_jax.scoring.mixture import initial_carry
+from jaylyrics_jax.scoring.mixture import make_mixture_step
+from jaylyrics_jax.scoring.mixture import MixtureSpec
+
+def _last_positive(weights: jax.Array) -> jax.Array:
+  """Index of the last entry > 0 of a 1-D array (the last index if none is)."""
+  return weights.shape[0] - 1 - jnp.argmax(weights[::-1] > 0)
+
+
+def draw(key: jax.Array, logits: jax.Array) -> jax.Array:
+  """Draws one index from softmax(logits) by inverting the CDF.
+
+  Exactly the categorical distribution, from ONE uniform number: the Gumbel
+  trick of `jax.random.categorical` draws V of them, and generating 2,311
+  threefry numbers per character was 3/4 of the sampling time on CPU. The
+  CDF is inverted in two levels, over blocks of ~sqrt(V) characters and
+  then inside the chosen block, so no prefix sum runs over all V entries
+  (a full `cumsum` was half the cost of a draw on CPU; BUILD_NOTES.md).
+  """
+  v = logits.shape[-1]
+  cols = max(1, math.isqrt(v - 1) + 1)
+  rows = -(-v // cols)
+  weights = jnp.exp(logits - jnp.max(logits))
+  blocks = jnp.pad(weights, (0, rows * cols - v)).reshape(rows, cols)
+  block_mass = jnp.sum(blocks, axis=1)
+  block_cdf = jnp.cumsum(block_mass)
+  u = jax.random.uniform(key, dtype=block_cdf.dtype) * block_cdf[-1]
+  # The first block whose CDF passes u has positive mass; rounding can only
+  # push the search past the end, so clip to the last block with mass.
+  row = jnp.minimum(jnp.searchsorted(block_cdf, u, side='right'),
+                    _last_positive(block_mass))
+  block = blocks[row]
+  rest = u - jnp.where(row > 0, block_cdf[jnp.maximum(row - 1, 0)], 0.0)
+  col = jnp.minimum(jnp.searchsorted(jnp.cumsum(block), rest, side='right'),
+                    _last_positive(block))
+  return (row * cols + col).astype(jnp.int32)
+
+
+
+
+@flax.struct.dataclass
+class DecodeState:
+  """Where generation stands: the step function's carry, the last token
+  (chosen, not yet fed to the step) and the processors' states."""
+  carry: Any
+  token: jax.Array
+  processors: Any
+
+
+def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
+           state: DecodeState, step_keys: jax.Array, chain: processors.Chain,
+           tables: tuple[Any, ...] = ()
+           ) -> tuple[jax.Array, jax.Array, DecodeState]:
+  """One token per key in one `lax.scan`.
+
+  Each step feeds `state.token` to `step_fn`, lets the chain read it and
+  change the logits, and draws the next token with `draw` (the only draw:
+  greedy decoding is a processor that leaves one character).
+
+  Args:
+    step_fn: (carry, token <int32>[]) -> (logits <float32>[V], carry).
+    state: where to start; `generate` makes the first one.
+    step_keys: <key>[L] one key per token.
+    chain, tables: the processors and their tables (`controls.build_decoder`).
+  Returns:
+    tokens <int32>[L]; log_probs <float32>[L], each token's log-probability
+    under step_fn's own distribution (before the processors); the state
+    after the last token, from which `decode` continues exactly as if the
+    scan had been longer.
+  """
+  def body(state, step_key):
+    logits, carry = step_fn(state.carry, state.token)
+    changed, proc = chain.update(logits, state.processors, state.token,
+                                 tables)
+    token = draw(step_key, changed)
+    return DecodeState(carry, token, proc), (token, logits)
+
+  state, (tokens, logits) = jax.lax.scan(body, state, step_keys)
+  # One batched log-softmax after the scan: inside the loop it cost a third
+  # of a step (BUILD_NOTES.md, "Decoding").
+  log_probs = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[:, None],
+                                  axis=1)[:, 0]
+  return tokens, log_probs, state
+
+
+def generate(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
+             carry: Any, first_token: jax.Array, key: jax.Array, length: int,
+             chain: processors.Chain = processors.Chain(),
+             tables: tuple[Any, ...] = (), states: Any = None
+             ) -> tuple[jax.Array, jax.Array, DecodeState]:
+  """Generates `length` tokens after `first_token`; see `decode`.
+
+  A pure function: jit it (or call it inside your own jitted code) once per
+  shape and chain; the temperature and top-p live in `tables`, so sweeping
+  them (or vmapping over them) does not recompile.
+
+  Args:
+    step_fn: (carry, token <int32>[]) -> (logits <float32>[V], carry).
+    carry: the state after everything before `first_token`.
+    first_token: <int32>[] the last character of the seed, not yet fed.
+    key: split into one key per generated token.
+    length: number of tokens to generate (static).
+    chain, tables: the processors; the default draws from the softmax.
+    states: the chain's states after reading the seed (default: fresh).
+  Returns:
+    (tokens <int32>[length], log_probs <float32>[length], final state).
+  """
+  if states is None:
+    states = chain.init(tables)
+  state = DecodeState(carry, jnp.asarray(first_token, jnp.int32), states)
+  return decode(step_fn, state, jax.random.split(key, length), chain, tables)
+
+
+def _copy_distances(model_config: ModelConfig,
+                    min_copy_distance: int) -> tuple[ModelConfig, int]:
+  """`SamplingConfig.min_copy_distance`, applied once: the model config to
+  sample with (attention copies only from at least that far back; 0 = as
+  trained) and the caches' minimum distance (>= 1; 1 = all)."""
+  if min_copy_distance and model_config.attn_length:
+    model_config = dataclasses.replace(model_config,
+                                       attn_min_distance=min_copy_distance)
+  return model_config, max(1, min_copy_distance)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(model_config: ModelConfig, chain: processors.Chain,
+              spec: MixtureSpec | None, min_copy_distance: int,
+              history_length: int, padded: bool = False):
+  """The jitted start and continue functions of one sampler.
+
+  start(params, mix_tables, tables, seed_ids <int32>[S], seed_len <int32>[],
+  keys <key>[N, L]) primes on the seed and generates N rows; resume(params,
+  mix_tables, tables, states, keys) continues from `start`'s (or its own)
+  states. Both return (tokens <int32>[N, L], log_probs <float32>[N, L],
+  states). `padded`: seed_ids is padded past seed_len and the seed is read
+  one character at a time, the padding skipped, so seeds of every length up
+  to S share one compiled program (a server's seeds); otherwise seed_len is
+  S and the model reads the seed in one call.
+  """
+  model_config, cache_distance = _copy_distances(model_config,
+                                                 min_copy_distance)
+  if spec is None:
+    model = CharLM(model_config)
+
+    def step(params, mix_tables, carry, token):
+      del mix_tables
+      logits, carry = model.apply({'params': params}, token[None, None], carry)
+      return logits[0, 0], carry
+
+    def prime(params, mix_tables, seed_ids):
+      carry = zero_carries(model_config, 1)
+      if seed_ids.shape[0] > 1:  # Feed all but the last seed character.
+        _, carry = model.apply({'params': params}, seed_ids[None, :-1], carry)
+      return carry
+  else:
+    step = make_mixture_step(model_config, spec, cache_distance)
+
+    def prime(params, mix_tables, seed_ids):
+      # The seed is read one character at a time, so the caches hold it.
+      carry = initial_carry(model_config, spec, history_length)
+      read = lambda c, token: (step(params, mix_tables, c, token)[1], None)
+      return jax.lax.scan(read, carry, seed_ids[:-1])[0]
+
+  def run(params, mix_tables, tables, state, keys, shared=False):
+    step_fn = functools.partial(step, params, mix_tables)
+    one = lambda s, k: decode(step_fn, s, k, chain, tables)
+    # A state shared by every row (after the seed) is not copied per row.
+    return jax.vmap(one, in_axes=(None if shared else 0, 0))(state, keys)
+
+  def read_padded(params, mix_tables, tables, seed_ids, seed_len):
+    """Both states after seed_ids[:seed_len - 1], one character a step."""
+    if spec is None:
+      carry = zero_carries(model_config, 1)
+    else:
+      carry = initial_carry(model_config, spec, history_length)
+
+    def read(both, x):
+      i, token = x
+      new = (step(params, mix_tables, both[0], token)[1],
+             chain.read(both[1], token, tables, model_config.vocab_size))
+      return jax.tree.map(lambda n, o: jnp.where(i < seed_len - 1, n, o),
+                          new, both), None
+
+    both = (carry, chain.init(tables))
+    steps = (jnp.arange(seed_ids.shape[0]), seed_ids)
+    return jax.lax.scan(read, both, steps)[0]
+
+  @jax.jit
+  def start(params, mix_tables, tables, seed_ids, seed_len, keys):
+    if padded:
+      carry, states = read_padded(params, mix_tables, tables, seed_ids,
+                                  seed_len)
+      last = seed_ids[seed_len - 1]
+    else:
+      states = chain.init(tables)
+      if chain.processors:
+        read = lambda s, token: (chain.read(s, token, tables,
+                                            model_config.vocab_size), None)
+        states = jax.lax.scan(read, states, seed_ids[:-1])[0]
+      carry, last = prime(params, mix_tables, seed_ids), seed_ids[-1]
+    state = DecodeState(carry, last, states)
+    return run(params, mix_tables, tables, state, keys, shared=True)
+
+  return start, jax.jit(run)
+
+
+def step_keys(key: jax.Array, num_samples: int, length: int) -> jax.Array:
+  """<key>[num_samples, length]: row i is split(split(key, n)[i], length),
+  the keys one scan of `length` steps would use for sample i."""
+  return jax.vmap(lambda k: jax.random.split(k, length))(
+      jax.random.split(key, num_samples))
+
+
+def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
+                  key: jax.Array, length: int, chain: processors.Chain,
+                  tables: tuple[Any, ...] = (), num_samples: int = 1,
+                  mixture: DeviceMixture | None = None,
+                  min_copy_distance: int = 0, chunk: int = 0,
+                  on_chunk: Callable[[int], None] | None = None,
+                  pad_seed_to: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Samples `num_samples` rows of `length` tokens after the seed.
+
+  Row i uses the keys `step_keys(key, num_samples, length)[i]`. With
+  `mixture` (the part to draw from: `scoring.mixture.for_generation`),
+  characters are drawn from the model mixed with its caches and n-grams;
+  None draws from the model alone. With `chunk` > 0 the rows are generated
+  `chunk` tokens at a time by the same compiled scan, the state passed on
+  (the same tokens as one scan), calling `on_chunk(tokens_done)` after
+  each: a long text shows progress and can be interrupted between chunks. With `pad_seed_to` >= the
+  seed's length, every seed up to that length uses one compiled program
+  (the seed is read a character at a time; the same distribution, though
+  not always bit-identical to reading it in one call).
+
+  Returns (tokens <int32>[num_samples, length], log_probs <float32>[same]).
+  """
+  if length < 1:
+    raise JaylyricsError(f'length must be a positive integer, got {length}.')
+  if num_samples < 1:
+    raise JaylyricsError(
+        f'num_samples must be a positive integer, got {num_samples}.')
+  if len(seed_ids) == 0:
+    raise JaylyricsError(
+        'The seed text is empty (after dropping unknown characters). Pass a '
+        'seed of Chinese characters, e.g. seed="从前".')
+  seed_len = len(seed_ids)
+  if pad_seed_to and pad_seed_to < seed_len:
+    raise JaylyricsError(f'pad_seed_to={pad_seed_to} is shorter than the '
+                         f'seed ({seed_len} characters).')
+  if pad_seed_to:
+    seed_ids = np.pad(np.asarray(seed_ids), (0, pad_seed_to - seed_len))
+  seed_ids = jnp.asarray(seed_ids, jnp.int32)
+  spec = mixture.spec if mixture is not None else None
+  mix_tables = mixture.tables if mixture is not None else None
+  start, resume = _compiled(model_config, chain, spec, min_copy_distance,
+                            int(seed_ids.shape[0]) + length,
+                            bool(pad_seed_to))
+  keys = step_keys(key, num_samples, length)
+  chunk = length if chunk <= 0 else min(chunk, length)
+  tokens, log_probs = [], []
+  state = None
+  for begin in range(0, length, chunk):
+    part = keys[:, begin:begin + chunk]
+    if state is None:
+      t, lp, state = start(params, mix_tables, tables, seed_ids,
+                           jnp.int32(seed_len), part)
+    else:
+      t, lp, state = resume(params, mix_tables, tables, state, part)
+    tokens.append(np.asarray(t))
+    log_probs.append(np.asarray(lp))
+    if on_chunk is not None:
+      on_chunk(begin + part.shape[1])
+  return np.concatenate(tokens, axis=1), np.concatenate(log_probs, axis=1)

@@ -1,0 +1,1 @@
+"""The network: `CharLM` with its pointer/copy attention and fused LSTM."""

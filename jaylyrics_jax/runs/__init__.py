@@ -1,0 +1,1 @@
+"""A run on disk: training, checkpoints, the saved model, logs, tuning."""

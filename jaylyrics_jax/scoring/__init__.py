@@ -1,0 +1,1 @@
+"""Scoring text: stream log-likelihoods, n-grams, the tuned mixture, realism."""

@@ -1,0 +1,1 @@
+"""One training step: the train state, optimizer, step function, device mesh."""

@@ -1,0 +1,123 @@
+"""The songwriter behind the demo page, and its JSON API (no browser)."""
+
+import jax
+import pytest
+
+from conftest import synthetic_lyrics
+from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.data import rhyme
+from jaylyrics_jax.data.corpus import clean_text
+from jaylyrics_jax.data.vocab import build_vocabulary
+from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.generation.songwriter import Songwriter
+from jaylyrics_jax.models.charlm import init_params
+from jaylyrics_jax.runs.store import LoadedModel
+
+
+@pytest.fixture(scope='module')
+def writer():
+  # Seeds below use 春天; 晴 stays unknown.
+  text = clean_text(synthetic_lyrics(num_lines=150, seed=3)) + '春天夏秋冬 '
+  vocab = build_vocabulary(text)
+  config = ModelConfig(vocab_size=vocab.size, embedding_size=8, rnn_size=16,
+                       num_layers=1)
+  model = LoadedModel(init_params(config, jax.random.key(0)), config, vocab,
+                      {'valid_loss': 3.0}, 7)
+  return Songwriter(model, None, text)
+
+
+def test_write_gives_the_lines_asked_for_rhyming(writer):
+  song = writer.write('春天', lines=5, rng_seed=1)
+  assert len(song.lines) == 5 and song.lines[0].text.startswith('春天')
+  assert song.text == ' '.join(line.text for line in song.lines) + ' '
+  group = rhyme.group_of(song.lines[0].end)
+  assert song.rhyme == rhyme.group_name(group)
+  assert all(line.rhymes for line in song.lines), song.lines
+  assert all(line.final == rhyme.final_of(line.end).rstrip('12345')
+             for line in song.lines)
+  assert set(song.figures) >= {'self_repetition', 'training_copies',
+                               'rhyme_rate', 'copy_rate'}
+  assert song.figures['self_repetition'] == 0.0
+  # (to_dict: the figures hold nan, which never equals itself.)
+  assert writer.write('春天', lines=5, rng_seed=1).to_dict() == song.to_dict()
+  assert writer.write('春天', lines=5, rng_seed=2).lines != song.lines
+
+
+def test_a_chosen_rhyme_and_no_rhyme(writer):
+  song = writer.write('春', lines=4, rhyme_choice='ang', rng_seed=3)
+  assert song.rhyme.startswith('江阳')
+  assert all(rhyme.group_of(line.end) == rhyme.group_of_text('ang')
+             for line in song.lines)
+  plain = writer.write('春', lines=4, rhyme_choice='none', rng_seed=3)
+  assert plain.rhyme == '' and not any(line.rhymes for line in plain.lines)
+
+
+@pytest.mark.parametrize('index', [0, 1, 3])
+def test_rewrite_one_line_keeps_the_others(writer, index):
+  song = writer.write('春天', lines=4, rng_seed=4)
+  texts = [line.text for line in song.lines]
+  for rng_seed in range(5, 12):
+    new = writer.rewrite_line(texts, index, '春天', rng_seed=rng_seed)
+    new_texts = [line.text for line in new.lines]
+    if new_texts[index] != texts[index]:
+      break
+  assert new_texts[index] != texts[index]
+  assert new_texts[:index] + new_texts[index + 1:] == (
+      texts[:index] + texts[index + 1:])
+  assert new.rhyme == song.rhyme and new.lines[index].rhymes
+  if index == 0:
+    assert new_texts[0].startswith('春天')
+
+
+@pytest.mark.parametrize('call, match', [
+    (lambda w: w.write('晴朗', 4), "'晴'"),
+    (lambda w: w.write('', 4), 'empty'),
+    (lambda w: w.write('春', 65), 'lines=65'),
+    (lambda w: w.write('春', 0), 'lines=0'),
+    (lambda w: w.write('春', 4, best_of=65), 'best_of=65'),
+    (lambda w: w.write('春', 4, temperature=0), 'temperature=0'),
+    (lambda w: w.write('春', 4, rhyme_choice='xyz'), "rhyme='xyz'"),
+    (lambda w: w.write('春' * 1990, 64), 'limit'),
+    (lambda w: w.rewrite_line(['春天', '夏'], 2, '春'), 'index=2'),
+    (lambda w: w.rewrite_line([], 0, '春'), 'song_lines'),
+])
+def test_bad_requests_are_refused_with_the_problem(writer, call, match):
+  with pytest.raises(JaylyricsError, match=match):
+    call(writer)
+
+
+def test_json_api(writer):
+  pytest.importorskip('fastapi', reason="pip install -e '.[demo]'")
+  from fastapi.testclient import TestClient  # pylint: disable=g-import-not-at-top
+  from experiments import web_app  # pylint: disable=g-import-not-at-top
+  client = TestClient(web_app.make_app(writer, '/nonexistent'))
+  page = client.get('/')
+  assert page.status_code == 200 and '<meta charset="utf-8">' in page.text
+  assert client.get('/api/facts').json() == {
+      'step': 7, 'valid_bpc': pytest.approx(3.0 / 0.6931471805599453),
+      'vocab_size': writer.model.vocab.size}
+  assert client.get('/loss.png').status_code == 404
+  ok = client.post('/api/write', json={'seed': '春', 'lines': 3,
+                                       'rng_seed': 1}).json()
+  assert len(ok['lines']) == 3 and ok['lines'][0]['text'].startswith('春')
+  assert ok == writer.write('春', 3, rng_seed=1).to_dict()
+  for body, message in (
+      ({'seed': '晴', 'lines': 3}, "'晴'"),
+      ({'seed': '', 'lines': 3}, 'empty'),
+      ({'seed': '春', 'lines': 'abc'}, 'whole number'),
+      ({'seed': '春', 'lines': 2.5}, 'whole number'),
+      ({'seed': '春', 'temperature': 'hot'}, 'temperature must be a number'),
+      ({'seed': '春', 'best_of': 100}, 'best_of=100'),
+      ({'seed': 5}, 'seed must be text'),
+      ([1, 2], 'JSON object')):
+    res = client.post('/api/write', json=body)
+    assert res.status_code == 400 and message in res.json()['error'], body
+  assert client.post('/api/write', content=b'not json').status_code == 400
+  texts = [line['text'] for line in ok['lines']]
+  new = client.post('/api/rewrite', json={'lines': texts, 'index': 1,
+                                          'seed': '春', 'rng_seed': 9}).json()
+  assert [new['lines'][i]['text'] for i in (0, 2)] == [texts[0], texts[2]]
+  bad = client.post('/api/rewrite', json={'lines': texts, 'seed': '春'})
+  assert bad.status_code == 400 and 'index' in bad.json()['error']
+  # Still serving after the errors.
+  assert client.post('/api/write', json={'seed': '春'}).status_code == 200
