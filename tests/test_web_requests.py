@@ -218,8 +218,13 @@ def _blocking_job(gate, shape='blocker', started=None):
 def test_queue_positions_busy_and_cancel():
   queue = web_queue.WorkQueue(max_waiting=2)
   gate, started = threading.Event(), threading.Event()
-  first = queue.submit(_blocking_job(gate, started=started))
+  first = _blocking_job(gate, started=started)
+  first.ticket = 'a'
+  queue.submit(first)
   assert started.wait(10)
+  # Its shape never ran: the page says it compiles.
+  assert queue.status('a')['state'] == 'running'
+  assert queue.status('a')['compiling']
   ran = []
   second = queue.submit(web_queue.Job(lambda on_chunk: ran.append(2), 10, 1,
                                       'small', ticket='b'))
