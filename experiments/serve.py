@@ -67,6 +67,21 @@ def _warm_up(writer: Songwriter, vocab) -> list:
   return shapes
 
 
+def _bind() -> socket.socket:
+  """The server's socket, bound now: a port in use fails before the run
+  loads (it listens once the page is ready)."""
+  family = socket.AF_INET6 if ':' in HOST.value else socket.AF_INET
+  sock = socket.socket(family)
+  sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+  try:
+    sock.bind((HOST.value, PORT.value))
+  except OSError as e:
+    sock.close()
+    common.fail(f'Cannot listen on {HOST.value}:{PORT.value} ({e.strerror}): '
+                'pass another --port (or --host).')
+  return sock
+
+
 def _server(app, queue):
   import uvicorn  # pylint: disable=g-import-not-at-top
 
@@ -95,6 +110,7 @@ def main(argv):
         f'{", ".join(sorted(set(web_guard.LOOPBACK + tuple(hosts))))}; add '
         'names with --allowed_hosts. Use --host=127.0.0.1 to keep it on '
         'this machine.')
+  sock = _bind()
   run = sf.load_run()
   writer = Songwriter(run.model, run.mixture, run.train_text,
                       sf.sampling_config(), warn=common.warn)
@@ -103,6 +119,7 @@ def main(argv):
   app = web_app.make_app(writer, common.WORKDIR.value, tuple(hosts),
                          WORK_BUDGET.value, compiled=tuple(compiled))
   server = _server(app, app.state.queue)
+  sock.listen(128)  # Requests from now on wait for the loop, none refused.
   print(f'Ready in {time.perf_counter() - start:.1f} s: '
         f'http://{HOST.value}:{PORT.value}/', flush=True)
   stopped_by = []
@@ -115,7 +132,7 @@ def main(argv):
   signal.signal(signal.SIGTERM, stop)
   signal.signal(signal.SIGINT, stop)
   try:
-    server.run()
+    server.run(sockets=[sock])
   except KeyboardInterrupt:
     pass
   code = 128 + stopped_by[0] if stopped_by else 0
