@@ -12,18 +12,20 @@ import time
 import jax
 import pytest
 
-pytest.importorskip('fastapi', reason="pip install -e '.[demo]'")
-from fastapi.testclient import TestClient  # pylint: disable=g-import-not-at-top,wrong-import-position
+from conftest import synthetic_lyrics
+from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.corpus import clean_text
+from jaylyrics_jax.model import init_params
+from jaylyrics_jax.saved_model import LoadedModel
+from jaylyrics_jax.songwriter import Songwriter
+from jaylyrics_jax.vocab import build_vocabulary
 
-from conftest import synthetic_lyrics  # pylint: disable=wrong-import-position
-from experiments import web_app  # pylint: disable=wrong-import-position
-from experiments import web_queue  # pylint: disable=wrong-import-position
-from jaylyrics_jax.config import ModelConfig  # pylint: disable=wrong-import-position
-from jaylyrics_jax.corpus import clean_text  # pylint: disable=wrong-import-position
-from jaylyrics_jax.model import init_params  # pylint: disable=wrong-import-position
-from jaylyrics_jax.saved_model import LoadedModel  # pylint: disable=wrong-import-position
-from jaylyrics_jax.songwriter import Songwriter  # pylint: disable=wrong-import-position
-from jaylyrics_jax.vocab import build_vocabulary  # pylint: disable=wrong-import-position
+pytest.importorskip('fastapi', reason="pip install -e '.[demo]'")
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from fastapi.testclient import TestClient
+from experiments import web_app
+from experiments import web_queue
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 BIG = '9' * 400  # A 400-digit integer, as raw JSON.
 
