@@ -13,15 +13,18 @@ from experiments.inference_flags import CHECKPOINT
 from experiments.inference_flags import CORPUS
 from experiments.inference_flags import NGRAM_ORDER
 import jaylyrics_jax as jl
+from jaylyrics_jax.config import MAX_LENGTH
+from jaylyrics_jax.config import MAX_ROWS
 from jaylyrics_jax.scoring import mixture
 
 SEED = flags.DEFINE_string('seed', '从前', 'Text the lyrics start from.')
 LENGTH = flags.DEFINE_integer(
     'length', 200, 'Characters to generate, spaces included (with --lines, '
-    'the most to generate).', lower_bound=1)
+    'the most to generate).', lower_bound=1, upper_bound=MAX_LENGTH)
 NUM_SAMPLES = flags.DEFINE_integer('num_samples', 1,
                                    'Independent samples, drawn in one call.',
-                                   lower_bound=1)
+                                   lower_bound=1,
+                                   upper_bound=MAX_ROWS)
 UNKNOWN_CHARS = flags.DEFINE_enum(
     'unknown_chars', 'error', ['error', 'skip'],
     'Seed characters outside the vocabulary: stop with an error listing '

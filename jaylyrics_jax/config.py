@@ -16,6 +16,21 @@ from jaylyrics_jax.data.rhyme import group_of_text
 from jaylyrics_jax.errors import JaylyricsError
 
 CELLS = ('lstm', 'gru', 'rnn')
+# PRNG seeds: JAX keys (without 64-bit mode) use a seed's low 32 bits, so a
+# wider seed would silently share its key with another; refused instead.
+MAX_RNG_SEED = 2**32 - 1
+# Temperatures: logits / temperature stays finite (model logits and the
+# decoding bonuses are at most a few thousand) above the floor.
+MIN_TEMPERATURE = 1e-3
+MAX_TEMPERATURE = 1e3
+# Sampling sizes: lines and candidates of a config, characters and rows
+# (samples x candidates) of one call; keys, tokens and log-probs take 16
+# bytes per drawn character, so rows x length is bounded too.
+MAX_LINES = 10_000
+MAX_BEST_OF = 1024
+MAX_LENGTH = 1_000_000
+MAX_ROWS = 4096
+MAX_DRAWS = 2**26
 IMPLS = ('fused', 'flax')
 
 
@@ -27,6 +42,22 @@ def _field(default: Any, help_text: str, **metadata: Any) -> Any:
 def _positive(name: str, value: int) -> None:
   if value < 1:
     raise JaylyricsError(f'{name}={value!r}: must be a positive integer.')
+
+
+def check_rng_seed(rng_seed: int, name: str = 'rng_seed') -> None:
+  """Raises a `JaylyricsError` unless `rng_seed` is an int in
+  0..MAX_RNG_SEED (2**32 - 1): the seeds that give distinct PRNG keys.
+
+  Seeds are not folded into that range: `jax.random.key(2**32)` silently
+  equals `jax.random.key(0)`, and 2**63 and above do not convert at all.
+  """
+  if isinstance(rng_seed, bool) or not isinstance(rng_seed, int) or not (
+      0 <= rng_seed <= MAX_RNG_SEED):
+    shown = repr(rng_seed)
+    if len(shown) > 40:
+      shown = shown[:20] + '...' + shown[-8:]
+    raise JaylyricsError(f'{name}={shown}: must be a whole number in '
+                         f'0..{MAX_RNG_SEED} (2**32 - 1).')
 
 
 def _at_least_zero(name: str, value: float) -> None:
@@ -123,7 +154,8 @@ class TrainConfig:
       1.0, 'Learning rate multiplier per epoch, in (0, 1] (1.0 = constant).')
   grad_clip: float = _field(5.0, 'Global gradient-norm clip.')
   rng_seed: int = _field(
-      0, 'Seed of the random number generator (PRNG key).')
+      0, 'Seed of the random number generator (PRNG key), in '
+      f'0..{MAX_RNG_SEED}.')
   save_every: int = _field(
       1000, 'Save a checkpoint every this many steps (and at every epoch '
       'end).')
@@ -155,6 +187,7 @@ class TrainConfig:
           f'decay_rate={self.decay_rate!r}: must be in (0, 1].')
     for name in ('patience', 'num_devices'):
       _at_least_zero(name, getattr(self, name))
+    check_rng_seed(self.rng_seed)
     if not 0.0 <= self.valid_fraction < 1.0:
       raise JaylyricsError(
           f'valid_fraction={self.valid_fraction!r}: must be in [0, 1).')
@@ -187,7 +220,8 @@ class SamplingConfig:
       "character; combined: draw right after a space, argmax elsewhere (the "
       "original's mode 2).", choices=MODES)
   temperature: float = _field(
-      0.6, 'Divide the logits by this (> 0) before drawing.')
+      0.6, f'Divide the logits by this, in [{MIN_TEMPERATURE:g}, '
+      f'{MAX_TEMPERATURE:g}], before drawing.')
   top_k: int = _field(
       0, 'Draw among the k most likely characters only (0 = all).')
   top_p: float = _field(
@@ -234,10 +268,11 @@ class SamplingConfig:
       if getattr(self, name) not in choices:
         raise JaylyricsError(f'{name}={getattr(self, name)!r}: must be one '
                              f'of {", ".join(choices)}.')
-    if not self.temperature > 0:
+    if not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE:
       raise JaylyricsError(
-          f'temperature={self.temperature!r}: must be > 0; use '
-          "mode='argmax' for greedy decoding.")
+          f'temperature={self.temperature!r}: must be in '
+          f'[{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}] (below it the '
+          "logits overflow); use mode='argmax' for greedy decoding.")
     if not 0.0 < self.top_p <= 1.0:
       raise JaylyricsError(f'top_p={self.top_p!r}: must be in (0, 1].')
     for name in ('top_k', 'min_copy_distance', 'lines', 'max_line_repeats',
@@ -255,6 +290,10 @@ class SamplingConfig:
       raise JaylyricsError(f'no_repeat_ngram={self.no_repeat_ngram!r}: must '
                            'be 0 (off) or >= 2.')
     _positive('best_of', self.best_of)
+    for name, most in (('lines', MAX_LINES), ('best_of', MAX_BEST_OF)):
+      if getattr(self, name) > most:
+        raise JaylyricsError(f'{name}={getattr(self, name)!r}: must be at '
+                             f'most {most}.')
     if self.rhyme not in ('auto', 'none'):
       group_of_text(self.rhyme)  # Raises for what is not a rhyme.
 

@@ -141,7 +141,7 @@ def test_plot_writes_png(trained):
     ('train', ['--corpus={tmp}/gbk.txt'], 'not valid UTF-8: byte offset 0'),
     ('train', ['--corpus={tmp}/empty.txt'], 'is empty'),
     ('sample', ['--sampling=best'], 'weighted|argmax|combined'),
-    ('sample', ['--temperature=0'], '--temperature=0.0: must be > 0'),
+    ('sample', ['--temperature=0'], '--temperature=0.0: must be in'),
     ('sample', ['--rhyme=xyz'], '--rhyme='),
     ('sample', ['--no_repeat_ngram=1'], '--no_repeat_ngram=1: must be'),
     ('sample', ['--min_line=9', '--max_line=3'], '--min_line=9: must not exceed --max_line=3'),

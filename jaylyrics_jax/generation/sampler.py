@@ -19,6 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaylyrics_jax.config import MAX_DRAWS
+from jaylyrics_jax.config import MAX_LENGTH
+from jaylyrics_jax.config import MAX_ROWS
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.generation import processors
@@ -43,11 +46,21 @@ def draw(key: jax.Array, logits: jax.Array) -> jax.Array:
   CDF is inverted in two levels, over blocks of ~sqrt(V) characters and
   then inside the chosen block, so no prefix sum runs over all V entries
   (a full `cumsum` was half the cost of a draw on CPU; BUILD_NOTES.md).
+
+  Always returns an index in [0, V), whatever the logits hold: NaN entries
+  are never drawn, +inf entries share all the mass, and when nothing can be
+  drawn (every entry -inf or NaN) the draw is uniform over all V. Finite
+  logits give the same draws as without these guards.
   """
   v = logits.shape[-1]
   cols = max(1, math.isqrt(v - 1) + 1)
   rows = -(-v // cols)
-  weights = jnp.exp(logits - jnp.max(logits))
+  top = jnp.max(jnp.where(jnp.isnan(logits), -jnp.inf, logits))
+  # inf - inf is NaN: the entries equal to the top weigh 1, as they do when
+  # it is finite; NaN logits weigh 0.
+  weights = jnp.where(logits == top, 1.0, jnp.exp(logits - top))
+  weights = jnp.where(jnp.isnan(weights), 0.0, weights)
+  weights = jnp.where(jnp.sum(weights) > 0, weights, 1.0)
   blocks = jnp.pad(weights, (0, rows * cols - v)).reshape(rows, cols)
   block_mass = jnp.sum(blocks, axis=1)
   block_cdf = jnp.cumsum(block_mass)
@@ -60,7 +73,7 @@ def draw(key: jax.Array, logits: jax.Array) -> jax.Array:
   rest = u - jnp.where(row > 0, block_cdf[jnp.maximum(row - 1, 0)], 0.0)
   col = jnp.minimum(jnp.searchsorted(jnp.cumsum(block), rest, side='right'),
                     _last_positive(block))
-  return (row * cols + col).astype(jnp.int32)
+  return jnp.minimum(row * cols + col, v - 1).astype(jnp.int32)
 
 
 
@@ -260,11 +273,15 @@ def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
 
   Returns (tokens <int32>[num_samples, length], log_probs <float32>[same]).
   """
-  if length < 1:
-    raise JaylyricsError(f'length must be a positive integer, got {length}.')
-  if num_samples < 1:
+  if not 1 <= length <= MAX_LENGTH:
+    raise JaylyricsError(f'length={length}: must be in 1..{MAX_LENGTH}.')
+  if not 1 <= num_samples <= MAX_ROWS:
+    raise JaylyricsError(f'num_samples={num_samples}: must be in '
+                         f'1..{MAX_ROWS} (samples x candidates).')
+  if num_samples * length > MAX_DRAWS:
     raise JaylyricsError(
-        f'num_samples must be a positive integer, got {num_samples}.')
+        f'num_samples={num_samples} x length={length}: at most {MAX_DRAWS} '
+        'characters in one call; ask for fewer samples or characters.')
   if len(seed_ids) == 0:
     raise JaylyricsError(
         'The seed text is empty (after dropping unknown characters). Pass a '
