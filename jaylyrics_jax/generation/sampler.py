@@ -175,7 +175,7 @@ def _compiled(model_config: ModelConfig, chain: processors.Chain,
       return logits[0, 0], carry
 
     def prime(params, mix_tables, seed_ids):
-      carry = zero_carries(model_config, 1)
+      carry = zero_carries(model_config, 1, generation=True)
       if seed_ids.shape[0] > 1:  # Feed all but the last seed character.
         _, carry = model.apply({'params': params}, seed_ids[None, :-1], carry)
       return carry
@@ -197,7 +197,7 @@ def _compiled(model_config: ModelConfig, chain: processors.Chain,
   def read_padded(params, mix_tables, tables, seed_ids, seed_len):
     """Both states after seed_ids[:seed_len - 1], one character a step."""
     if spec is None:
-      carry = zero_carries(model_config, 1)
+      carry = zero_carries(model_config, 1, generation=True)
     else:
       carry = initial_carry(model_config, spec, history_length)
 
