@@ -33,7 +33,8 @@ def main(argv):
   start = time.perf_counter()
   run = sf.load_run()
   writer = Songwriter(run.model, run.mixture, run.train_text,
-                      sf.sampling_config(), warn=common.warn)
+                      sf.sampling_config(), warn=common.warn,
+                      writer=sf.line_config())
   # Compile the page's default request now, from --seed (or the most
   # frequent character, when the run's vocabulary lacks it).
   vocab = run.model.vocab

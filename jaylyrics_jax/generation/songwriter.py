@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import jax
 
+from jaylyrics_jax.config import LineConfig
 from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.data import rhyme
 from jaylyrics_jax.errors import JaylyricsError
@@ -69,8 +70,10 @@ class Songwriter:
   def __init__(self, model: TrainedModel, mixture: DeviceMixture | None = None,
                train_text: str | None = None,
                config: SamplingConfig = SamplingConfig(),
-               warn: Callable[[str], None] = lambda message: None):
+               warn: Callable[[str], None] = lambda message: None,
+               writer: LineConfig | None = LineConfig()):
     self.model = model
+    self.writer = writer
     self.mixture = mixture
     self.train_text = train_text
     self.config = config
@@ -107,8 +110,11 @@ class Songwriter:
           f'temperature={temperature}: must be in (0, 10].')
 
   def _sample(self, seed: str, lines: int, rhyme_choice: str,
-              temperature: float, best_of: int, rng_seed: int) -> str:
-    """seed + the lines that follow, up to `lines` lines in all."""
+              temperature: float, best_of: int, rng_seed: int,
+              writer: LineConfig | None = None, avoid: str = '') -> str:
+    """seed + the lines that follow, up to `lines` lines in all (written
+    with `writer`, default the songwriter's; `avoid`: a line not to write
+    again)."""
     new_lines = lines - seed.count(' ')
     length = bucket(new_lines * (self.max_line + 1), 16)
     pad = bucket(len(seed), 32)
@@ -122,16 +128,20 @@ class Songwriter:
     return lyrics.sample_candidates(
         self.model.params, self.model.model_config, self.model.vocab, seed,
         jax.random.key(rng_seed), length, config, mixture=self.mixture,
-        train_text=self.train_text, warn=self.warn,
-        pad_seed_to=pad)[0][0].text
+        train_text=self.train_text, warn=self.warn, pad_seed_to=pad,
+        writer=writer or self.writer, avoid=avoid)[0][0].text
 
   def _song(self, seed: str, texts: list[str], group: int) -> Song:
     out = []
-    for text in texts:
+    groups = [rhyme.group_of(text[-1]) for text in texts]
+    for i, text in enumerate(texts):
       end = text[-1]
       final = rhyme.final_of(end).rstrip('12345')
+      # Rhymes with the line before or after it (a couplet, or the song's
+      # one rhyme).
+      near = groups[max(i - 1, 0):i] + groups[i + 1:i + 2]
       out.append(Line(text, end, final,
-                      group != rhyme.NONE and rhyme.group_of(end) == group))
+                      groups[i] != rhyme.NONE and groups[i] in near))
     song = Song(seed, tuple(out), rhyme.group_name(group), {})
     figures = realism.report([song.text], self.judge)
     generated = song.text[len(seed):]
@@ -152,14 +162,17 @@ class Songwriter:
     return rhyme.NONE
 
   def write(self, seed: str, lines: int = 8, rhyme_choice: str = 'auto',
-            temperature: float = 0.6, best_of: int = 1,
+            temperature: float | None = None, best_of: int = 1,
             rng_seed: int = 0) -> Song:
     """A song of `lines` lines whose first line starts with `seed`.
 
     rhyme_choice: 'auto', 'none', a character, a pinyin final or a rhyme
     group's name (see `SamplingConfig.rhyme`). Raises `JaylyricsError` for
     unknown seed characters, an empty seed and values out of range.
+    temperature: None = the songwriter's SamplingConfig's.
     """
+    if temperature is None:
+      temperature = self.config.temperature
     seed = seed.strip().replace('\n', ' ')
     self._check(seed, lines, best_of, temperature)
     SamplingConfig(rhyme=rhyme_choice, temperature=float(temperature))
@@ -169,13 +182,19 @@ class Songwriter:
     return self._song(seed, texts, self._group_of(rhyme_choice, texts))
 
   def rewrite_line(self, song_lines: list[str], index: int, seed: str,
-                   rhyme_choice: str = 'auto', temperature: float = 0.6,
-                   best_of: int = 1, rng_seed: int = 0) -> Song:
+                   rhyme_choice: str = 'auto',
+                   temperature: float | None = None, best_of: int = 1,
+                   rng_seed: int = 0) -> Song:
     """The song with line `index` written anew, the others kept.
 
     The model reads the lines above it (the first line starts again from
-    `seed`), and the new line keeps the song's rhyme.
+    `seed`). With the line writer the new line is never the old one, and it
+    prefers the rhyme of the line it pairs with (the other line of its
+    couplet; rhyme_choice 'none' turns that off); character by character it
+    keeps the song's rhyme.
     """
+    if temperature is None:
+      temperature = self.config.temperature
     song_lines = [t.strip() for t in song_lines]
     if not song_lines or any(not t or ' ' in t for t in song_lines):
       raise JaylyricsError('song_lines must be non-empty lines without '
@@ -193,9 +212,16 @@ class Songwriter:
       raise JaylyricsError(f'The model never saw {" ".join(missing)}: remove '
                            'them from the song.')
     group = self._group_of(rhyme_choice, song_lines)
+    writer, avoid = None, ''
+    if self.writer is not None and self.writer.candidates:
+      partner = index + 1 if index % 2 == 0 else index - 1
+      if rhyme_choice != 'none' and partner < len(song_lines):
+        group = rhyme.group_of(song_lines[partner][-1])
+      writer = dataclasses.replace(self.writer, rhyme_scheme='AAAA')
+      avoid = song_lines[index][len(seed):] if index == 0 else song_lines[index]
     keep = rhyme.GROUPS[group][0] if group != rhyme.NONE else 'none'
     text = self._sample(prefix, index + 1, keep, temperature, best_of,
-                        rng_seed)
+                        rng_seed, writer, avoid)
     new = [t for t in text.split(' ') if t]
     lines = song_lines[:index] + new[index:index + 1] + song_lines[index + 1:]
     return self._song(seed, lines, group)
