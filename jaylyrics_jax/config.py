@@ -192,11 +192,11 @@ class SamplingConfig:
       "character; combined: draw right after a space, argmax elsewhere (the "
       "original's mode 2).", choices=MODES)
   temperature: float = _field(
-      0.8, 'Divide the logits by this (> 0) before drawing.')
+      0.9, 'Divide the logits by this (> 0) before drawing.')
   top_k: int = _field(
       0, 'Draw among the k most likely characters only (0 = all).')
   top_p: float = _field(
-      1.0, 'Nucleus sampling: draw from the smallest set of characters whose '
+      0.95, 'Nucleus sampling: draw from the smallest set of characters whose '
       'probability reaches this, in (0, 1] (1 = all).')
   min_copy_distance: int = _field(
       32, 'Attention models and the caches copy only from positions at '
@@ -293,7 +293,7 @@ class LineConfig:
       'AAAA (every line) or free (no rhyme preference). SamplingConfig.rhyme '
       "chooses the A group (auto: the first line's).", choices=SCHEME_NAMES)
   length_weight: float = _field(
-      1.0, "Weight of the training text's line-length distribution (log "
+      0.25, "Weight of the training text's line-length distribution (log "
       'probability) in a candidate line\'s score.')
 
   def __post_init__(self):

@@ -191,3 +191,15 @@ def test_the_songwriter_writes_whole_lines_and_rewrites_a_new_one(
            writer.rewrite_line(texts, index, '我的', rng_seed=2).lines]
     assert new[index] != texts[index]
     assert new[:index] + new[index + 1:] == texts[:index] + texts[index + 1:]
+
+
+def test_finished_lines_count_lines_that_end_on_a_word():
+  judge = realism.make_judge(TRAIN, VOCAB)
+  # 天空 and 世界 are dictionary words; 我可以电 ends on a fragment.
+  whole = realism.report(['我的天空 你的世界 '], judge)
+  cut = realism.report(['我的天空 我可以电 '], judge)
+  assert whole['finished_lines'] == 1.0 and cut['finished_lines'] == 0.5
+  assert 0.5 < whole['word_chars'] <= 1.0
+  quick = realism.report(['我的天空 '], realism.make_judge(TRAIN, VOCAB,
+                                                          fluency=False))
+  assert np.isnan(quick['finished_lines'])
