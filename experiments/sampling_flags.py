@@ -1,7 +1,8 @@
 """The decoding flags of `sample` and `judge`, and the run they write with.
 
-The decoding flags are made from `jaylyrics_jax.SamplingConfig`'s fields
-(`config_flags`): its defaults, help and checks are theirs.
+The decoding flags are made from the fields of `jaylyrics_jax.SamplingConfig`
+and `jaylyrics_jax.LineConfig` (`config_flags`): their defaults, help and
+checks are the flags'.
 """
 
 from absl import flags
@@ -33,11 +34,19 @@ UNKNOWN_CHARS = flags.DEFINE_enum(
 # --sampling keeps the original's name for `mode`.
 SAMPLING_FLAGS = config_flags.define_config_flags(
     jl.SamplingConfig, renames={'mode': 'sampling'})
+# One flag per LineConfig field: the line writer (--candidates=0 turns it
+# off and writes a character at a time).
+LINE_FLAGS = config_flags.define_config_flags(jl.LineConfig)
 
 
 def sampling_config() -> jl.SamplingConfig:
   """The SamplingConfig of the parsed flags."""
   return SAMPLING_FLAGS.build()
+
+
+def line_config() -> jl.LineConfig:
+  """The LineConfig of the parsed flags."""
+  return LINE_FLAGS.build()
 
 
 def load_run() -> jl.Run:

@@ -113,7 +113,8 @@ def main(argv):
   sock = _bind()
   run = sf.load_run()
   writer = Songwriter(run.model, run.mixture, run.train_text,
-                      sf.sampling_config(), warn=common.warn)
+                      sf.sampling_config(), warn=common.warn,
+                      writer=sf.line_config())
   print('Compiling the page\'s programs…', flush=True)
   compiled = _warm_up(writer, run.model.vocab)
   app = web_app.make_app(writer, common.WORKDIR.value, tuple(hosts),

@@ -206,9 +206,14 @@ MIXTURES = ('model', 'ngram', 'tuned')
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-  """How lyrics are written, one character at a time.
+  """How characters are drawn, and the per-character decoding controls.
 
-  The defaults are the ones that read best, chosen with
+  The line writer (`LineConfig`, the default) draws its candidate lines
+  with these settings (temperature, top-k/p, mode, mixture, no-repeat,
+  max-copy, the shortest line; `rhyme` names the scheme's first group) and
+  keeps whole lines; with the line writer off, text is written a
+  character at a time and every control here applies, rhyme forcing and
+  the longest line included. The defaults are the ones that read best, chosen with
   `jaylyrics_jax.scoring.realism` against the validation text (BUILD_NOTES.md,
   "Decoding"); `experiments.sample` makes its flags from these fields, so
   the command line and the library write the same way. `controls_off()`
@@ -220,12 +225,12 @@ class SamplingConfig:
       "character; combined: draw right after a space, argmax elsewhere (the "
       "original's mode 2).", choices=MODES)
   temperature: float = _field(
-      0.6, f'Divide the logits by this, in [{MIN_TEMPERATURE:g}, '
+      0.9, f'Divide the logits by this, in [{MIN_TEMPERATURE:g}, '
       f'{MAX_TEMPERATURE:g}], before drawing.')
   top_k: int = _field(
       0, 'Draw among the k most likely characters only (0 = all).')
   top_p: float = _field(
-      1.0, 'Nucleus sampling: draw from the smallest set of characters whose '
+      0.95, 'Nucleus sampling: draw from the smallest set of characters whose '
       'probability reaches this, in (0, 1] (1 = all).')
   min_copy_distance: int = _field(
       32, 'Attention models and the caches copy only from positions at '
@@ -240,7 +245,7 @@ class SamplingConfig:
       0, 'Stop after this many lines, the seed\'s included (0 = no limit; '
       'the length is then what is written).')
   min_line: int = _field(
-      -1, "Shortest line in characters (-1 = the 5% quantile of the "
+      -1, "Shortest line in characters (-1 = the 10% quantile of the "
       "training text's lines, 0 = no bound).")
   max_line: int = _field(
       -1, "Longest line in characters (-1 = the 95% quantile of the "
@@ -302,6 +307,41 @@ class SamplingConfig:
     return dataclasses.replace(self, lines=0, min_line=0, max_line=0,
                                rhyme='none', no_repeat_ngram=0, max_copy=0,
                                best_of=1)
+
+
+SCHEME_NAMES = ('free', 'AABB', 'ABAB', 'AAAA')
+
+
+@dataclasses.dataclass(frozen=True)
+class LineConfig:
+  """How the line writer (`jaylyrics_jax.generation.line_writer`) writes:
+  whole candidate lines, each ended where the model writes a line break,
+  one kept per line by its score, length and rhyme.
+
+  The defaults are the ones that read best in the realism report against
+  the validation text (BUILD_NOTES.md, "Decoding"). `candidates=0` turns
+  the line writer off: text is then written a character at a time with the
+  per-character controls of `SamplingConfig` (line form and rhyme forcing
+  included).
+  """
+  candidates: int = _field(
+      16, 'Candidate lines drawn for every line, in one call; the best is '
+      'kept (0 = write character by character instead).')
+  rhyme_scheme: str = _field(
+      'AABB', 'Which lines rhyme: AABB (couplets), ABAB (alternate lines), '
+      'AAAA (every line) or free (no rhyme preference). SamplingConfig.rhyme '
+      "chooses the A group (auto: the first line's).", choices=SCHEME_NAMES)
+  length_weight: float = _field(
+      0.25, "Weight of the training text's line-length distribution (log "
+      'probability) in a candidate line\'s score.')
+
+  def __post_init__(self):
+    _at_least_zero('candidates', self.candidates)
+    _at_least_zero('length_weight', self.length_weight)
+    if self.rhyme_scheme not in SCHEME_NAMES:
+      raise JaylyricsError(
+          f'rhyme_scheme={self.rhyme_scheme!r}: must be one of '
+          f'{", ".join(SCHEME_NAMES)}.')
 
 
 @dataclasses.dataclass(frozen=True)

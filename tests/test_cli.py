@@ -89,9 +89,9 @@ def test_sample_writes_lines_and_judge_reports(trained):
   report = json.loads(proc.stdout.strip().splitlines()[-1])
   for column in ('samples', 'validation'):
     assert set(report[column]) == {
-        'mean_line_length', 'one_char_lines', 'self_repetition',
-        'training_copies', 'rhyme_rate', 'identical_ends', 'distinct_2',
-        'rare_chars', 'fluency_bpc'}
+        'mean_line_length', 'one_char_lines', 'finished_lines', 'word_chars',
+        'self_repetition', 'training_copies', 'rhyme_rate', 'identical_ends',
+        'distinct_2', 'rare_chars', 'fluency_bpc'}
   assert report['samples']['self_repetition'] == 0.0
 
 

@@ -162,6 +162,87 @@ def _copy_distances(model_config: ModelConfig,
   return model_config, max(1, min_copy_distance)
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelFunctions:
+  """How a sampler reads characters with a trained model (alone or in its
+  default inference mixture), as pure functions of (params, mix_tables):
+
+    step(params, mix_tables, carry, token <int32>[])
+        -> (logits <float32>[V], carry)
+    fresh_carry() -> the carry before anything is read
+    prime(params, mix_tables, seed_ids <int32>[S])
+        -> the carry after seed_ids[:-1]
+  """
+  step: Callable
+  fresh_carry: Callable
+  prime: Callable
+  vocab_size: int
+
+  def start_state(self, params, mix_tables, chain: processors.Chain,
+                  tables: tuple[Any, ...], seed_ids: jax.Array
+                  ) -> 'DecodeState':
+    """The state after the seed: the model has read all but its last
+    character, the chain every character but the last."""
+    states = chain.init(tables)
+    if chain.processors:
+      read = lambda s, token: (chain.read(s, token, tables, self.vocab_size),
+                               None)
+      states = jax.lax.scan(read, states, seed_ids[:-1])[0]
+    return DecodeState(self.prime(params, mix_tables, seed_ids),
+                       seed_ids[-1], states)
+
+  def padded_start_state(self, params, mix_tables, chain: processors.Chain,
+                         tables: tuple[Any, ...], seed_ids: jax.Array,
+                         seed_len: jax.Array) -> 'DecodeState':
+    """`start_state` of seed_ids[:seed_len], the seed padded past seed_len
+    and read one character at a time (the padding skipped), so seeds of
+    every length up to seed_ids' share one compiled program."""
+    def read(both, x):
+      i, token = x
+      new = (self.step(params, mix_tables, both[0], token)[1],
+             chain.read(both[1], token, tables, self.vocab_size))
+      return jax.tree.map(lambda n, o: jnp.where(i < seed_len - 1, n, o),
+                          new, both), None
+
+    both = (self.fresh_carry(), chain.init(tables))
+    steps = (jnp.arange(seed_ids.shape[0]), seed_ids)
+    carry, states = jax.lax.scan(read, both, steps)[0]
+    return DecodeState(carry, seed_ids[seed_len - 1], states)
+
+
+def model_functions(model_config: ModelConfig, spec: MixtureSpec | None,
+                    min_copy_distance: int,
+                    history_length: int) -> ModelFunctions:
+  """The `ModelFunctions` of `model_config` (spec None: the model alone),
+  with SamplingConfig.min_copy_distance applied; history_length: tokens
+  read in all (the n-gram cache's capacity)."""
+  model_config, cache_distance = _copy_distances(model_config,
+                                                 min_copy_distance)
+  if spec is None:
+    model = CharLM(model_config)
+    fresh = lambda: zero_carries(model_config, 1, generation=True)
+
+    def step(params, mix_tables, carry, token):
+      del mix_tables
+      logits, carry = model.apply({'params': params}, token[None, None], carry)
+      return logits[0, 0], carry
+
+    def prime(params, mix_tables, seed_ids):
+      carry = fresh()
+      if seed_ids.shape[0] > 1:  # Feed all but the last seed character.
+        _, carry = model.apply({'params': params}, seed_ids[None, :-1], carry)
+      return carry
+  else:
+    step = make_mixture_step(model_config, spec, cache_distance)
+    fresh = lambda: initial_carry(model_config, spec, history_length)
+
+    def prime(params, mix_tables, seed_ids):
+      # The seed is read one character at a time, so the caches hold it.
+      read = lambda c, token: (step(params, mix_tables, c, token)[1], None)
+      return jax.lax.scan(read, fresh(), seed_ids[:-1])[0]
+  return ModelFunctions(step, fresh, prime, model_config.vocab_size)
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled(model_config: ModelConfig, chain: processors.Chain,
               spec: MixtureSpec | None, min_copy_distance: int,
@@ -177,29 +258,8 @@ def _compiled(model_config: ModelConfig, chain: processors.Chain,
   to S share one compiled program (a server's seeds); otherwise seed_len is
   S and the model reads the seed in one call.
   """
-  model_config, cache_distance = _copy_distances(model_config,
-                                                 min_copy_distance)
-  if spec is None:
-    model = CharLM(model_config)
-
-    def step(params, mix_tables, carry, token):
-      del mix_tables
-      logits, carry = model.apply({'params': params}, token[None, None], carry)
-      return logits[0, 0], carry
-
-    def prime(params, mix_tables, seed_ids):
-      carry = zero_carries(model_config, 1)
-      if seed_ids.shape[0] > 1:  # Feed all but the last seed character.
-        _, carry = model.apply({'params': params}, seed_ids[None, :-1], carry)
-      return carry
-  else:
-    step = make_mixture_step(model_config, spec, cache_distance)
-
-    def prime(params, mix_tables, seed_ids):
-      # The seed is read one character at a time, so the caches hold it.
-      carry = initial_carry(model_config, spec, history_length)
-      read = lambda c, token: (step(params, mix_tables, c, token)[1], None)
-      return jax.lax.scan(read, carry, seed_ids[:-1])[0]
+  fns = model_functions(model_config, spec, min_copy_distance, history_length)
+  step = fns.step
 
   def run(params, mix_tables, tables, state, keys, shared=False):
     step_fn = functools.partial(step, params, mix_tables)
@@ -207,38 +267,13 @@ def _compiled(model_config: ModelConfig, chain: processors.Chain,
     # A state shared by every row (after the seed) is not copied per row.
     return jax.vmap(one, in_axes=(None if shared else 0, 0))(state, keys)
 
-  def read_padded(params, mix_tables, tables, seed_ids, seed_len):
-    """Both states after seed_ids[:seed_len - 1], one character a step."""
-    if spec is None:
-      carry = zero_carries(model_config, 1)
-    else:
-      carry = initial_carry(model_config, spec, history_length)
-
-    def read(both, x):
-      i, token = x
-      new = (step(params, mix_tables, both[0], token)[1],
-             chain.read(both[1], token, tables, model_config.vocab_size))
-      return jax.tree.map(lambda n, o: jnp.where(i < seed_len - 1, n, o),
-                          new, both), None
-
-    both = (carry, chain.init(tables))
-    steps = (jnp.arange(seed_ids.shape[0]), seed_ids)
-    return jax.lax.scan(read, both, steps)[0]
-
   @jax.jit
   def start(params, mix_tables, tables, seed_ids, seed_len, keys):
     if padded:
-      carry, states = read_padded(params, mix_tables, tables, seed_ids,
-                                  seed_len)
-      last = seed_ids[seed_len - 1]
+      state = fns.padded_start_state(params, mix_tables, chain, tables,
+                                     seed_ids, seed_len)
     else:
-      states = chain.init(tables)
-      if chain.processors:
-        read = lambda s, token: (chain.read(s, token, tables,
-                                            model_config.vocab_size), None)
-        states = jax.lax.scan(read, states, seed_ids[:-1])[0]
-      carry, last = prime(params, mix_tables, seed_ids), seed_ids[-1]
-    state = DecodeState(carry, last, states)
+      state = fns.start_state(params, mix_tables, chain, tables, seed_ids)
     return run(params, mix_tables, tables, state, keys, shared=True)
 
   return start, jax.jit(run)

@@ -19,6 +19,7 @@ import jax
 
 from jaylyrics_jax.config import check_rng_seed
 from jaylyrics_jax.config import MIN_TEMPERATURE
+from jaylyrics_jax.config import LineConfig
 from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.data import rhyme
 from jaylyrics_jax.errors import JaylyricsError
@@ -101,8 +102,11 @@ class Songwriter:
   def __init__(self, model: TrainedModel, mixture: DeviceMixture | None = None,
                train_text: str | None = None,
                config: SamplingConfig = SamplingConfig(),
-               warn: Callable[[str], None] = lambda message: None):
+               warn: Callable[[str], None] = lambda message: None,
+               writer: LineConfig | None = LineConfig()):
+    """writer: the line writer's settings (None: a character at a time)."""
     self.model = model
+    self.writer = writer
     self.mixture = mixture
     self.train_text = train_text
     self.config = config
@@ -156,17 +160,28 @@ class Songwriter:
     return Plan(pad, length, rows, min(chunk, length))
 
   def plan_write(self, seed: str, lines: int = 8, best_of: int = 1,
-                 temperature: float = 0.6, rng_seed: int = 0) -> Plan:
+                 temperature: float | None = None, rng_seed: int = 0) -> Plan:
     """Checks a `write` request (everything but the rhyme) and plans it."""
+    temperature = self._temperature(temperature)
     seed = _one_line_each(seed)
     self._check(seed, lines, best_of, temperature, rng_seed)
     return self._plan(seed, lines, best_of)
 
+  def _temperature(self, temperature: float | None) -> float:
+    """None: the songwriter's SamplingConfig's."""
+    return self.config.temperature if temperature is None else temperature
+
+  @property
+  def _whole_lines(self) -> bool:
+    return self.writer is not None and self.writer.candidates > 0
+
   def _sample(self, seed: str, lines: int, rhyme_choice: str,
               temperature: float, rng_seed: int, plan: Plan,
-              on_chunk: Callable[[int], None] | None) -> list[str]:
+              on_chunk: Callable[[int], None] | None,
+              writer: LineConfig | None = None, avoid: str = '') -> list[str]:
     """seed + the lines that follow, up to `lines` lines in all: one text
-    per candidate, best first."""
+    per candidate, best first (written with `writer`, default the
+    songwriter's; `avoid`: a line the line writer must not write)."""
     config = dataclasses.replace(self.config, lines=lines, rhyme=rhyme_choice,
                                  temperature=float(temperature),
                                  best_of=plan.rows)
@@ -175,16 +190,22 @@ class Songwriter:
         self.model.params, self.model.model_config, self.model.vocab, seed,
         jax.random.key(rng_seed), plan.length, config, mixture=self.mixture,
         train_text=self.train_text, warn=self.warn, chunk=chunk,
-        on_chunk=on_chunk, pad_seed_to=plan.pad)[0]
+        on_chunk=on_chunk, pad_seed_to=plan.pad,
+        writer=writer or self.writer, avoid=avoid)[0]
     return [candidate.text for candidate in candidates]
 
   def _song(self, seed: str, texts: list[str], group: int) -> Song:
     out = []
-    for text in texts:
+    groups = [rhyme.group_of(text[-1]) for text in texts]
+    for i, text in enumerate(texts):
       end = text[-1]
       final = rhyme.final_of(end).rstrip('12345')
-      out.append(Line(text, end, final,
-                      group != rhyme.NONE and rhyme.group_of(end) == group))
+      if self._whole_lines:  # Rhymes with the line before or after it.
+        near = groups[max(i - 1, 0):i] + groups[i + 1:i + 2]
+        rhymes = groups[i] != rhyme.NONE and groups[i] in near
+      else:  # Ends on the song's one rhyme.
+        rhymes = group != rhyme.NONE and groups[i] == group
+      out.append(Line(text, end, final, rhymes))
     song = Song(seed, tuple(out), rhyme.group_name(group), {})
     figures = realism.report([song.text], self.judge)
     generated = song.text[len(seed):]
@@ -205,7 +226,7 @@ class Songwriter:
     return rhyme.NONE
 
   def write(self, seed: str, lines: int = 8, rhyme_choice: str = 'auto',
-            temperature: float = 0.6, best_of: int = 1,
+            temperature: float | None = None, best_of: int = 1,
             rng_seed: int = 0,
             on_chunk: Callable[[int], None] | None = None) -> Song:
     """A song of `lines` lines whose first line starts with `seed`.
@@ -217,6 +238,7 @@ class Songwriter:
     `JaylyricsError` for unknown seed characters, an empty seed and values
     out of range.
     """
+    temperature = self._temperature(temperature)
     plan = self.plan_write(seed, lines, best_of, temperature, rng_seed)
     seed = _one_line_each(seed)
     SamplingConfig(rhyme=rhyme_choice, temperature=float(temperature))
@@ -248,32 +270,49 @@ class Songwriter:
     return song_lines, seed, prefix
 
   def plan_rewrite(self, song_lines: list[str], index: int, seed: str,
-                   best_of: int = 1, temperature: float = 0.6,
+                   best_of: int = 1, temperature: float | None = None,
                    rng_seed: int = 0) -> Plan:
     """Checks a `rewrite_line` request (but the rhyme) and plans it."""
     _, _, prefix = self._rewrite_prefix(song_lines, index, seed)
-    self._check(prefix, index + 1, best_of, temperature, rng_seed)
-    return self._plan(prefix, index + 1, max(best_of, REWRITE_CANDIDATES))
+    self._check(prefix, index + 1, best_of, self._temperature(temperature),
+                rng_seed)
+    # The line writer draws its own candidate lines and never keeps the
+    # old one; a character at a time, several texts are drawn to find one.
+    rows = best_of if self._whole_lines else max(best_of, REWRITE_CANDIDATES)
+    return self._plan(prefix, index + 1, rows)
 
   def rewrite_line(self, song_lines: list[str], index: int, seed: str,
-                   rhyme_choice: str = 'auto', temperature: float = 0.6,
-                   best_of: int = 1, rng_seed: int = 0,
+                   rhyme_choice: str = 'auto',
+                   temperature: float | None = None, best_of: int = 1,
+                   rng_seed: int = 0,
                    on_chunk: Callable[[int], None] | None = None) -> Song:
     """The song with line `index` written anew, the others kept.
 
     The model reads the lines above it (the first line starts again from
-    `seed`), and the new line keeps the song's rhyme. It draws
-    max(best_of, REWRITE_CANDIDATES) candidates and keeps the best whose
-    line differs from the old one; a `JaylyricsError` says so if none does.
+    `seed`). With the line writer, the new line is never the old one and
+    prefers the rhyme of the line it pairs with (the other line of its
+    couplet; rhyme_choice 'none' turns that off). A character at a time, it
+    keeps the song's rhyme, draws max(best_of, REWRITE_CANDIDATES)
+    candidates and keeps the best whose line differs from the old one; a
+    `JaylyricsError` says so if none does.
     """
+    temperature = self._temperature(temperature)
     plan = self.plan_rewrite(song_lines, index, seed, best_of, temperature,
                              rng_seed)
     song_lines, seed, prefix = self._rewrite_prefix(song_lines, index, seed)
     group = self._group_of(rhyme_choice, song_lines)
-    keep = rhyme.GROUPS[group][0] if group != rhyme.NONE else 'none'
     old = song_lines[index]
+    writer, avoid, target = None, '', group
+    if self._whole_lines:
+      partner = index + 1 if index % 2 == 0 else index - 1
+      target = rhyme.NONE
+      if rhyme_choice != 'none' and partner < len(song_lines):
+        target = rhyme.group_of(song_lines[partner][-1])
+      writer = dataclasses.replace(self.writer, rhyme_scheme='AAAA')
+      avoid = old[len(seed):] if index == 0 else old
+    keep = rhyme.GROUPS[target][0] if target != rhyme.NONE else 'none'
     for text in self._sample(prefix, index + 1, keep, temperature, rng_seed,
-                             plan, on_chunk):
+                             plan, on_chunk, writer, avoid):
       new = [t for t in text.split(' ') if t]
       if len(new) > index and new[index] != old:
         lines = song_lines[:index] + [new[index]] + song_lines[index + 1:]

@@ -160,7 +160,7 @@ def initial_carry(model_config: ModelConfig, spec: MixtureSpec,
   window = spec.cache_size if spec.weights[1] > 0 else 0
   capacity = history_length if spec.weights[3] > 0 else 0
   return MixtureCarry(
-      model=zero_carries(model_config, 1),
+      model=zero_carries(model_config, 1, generation=True),
       query=jnp.zeros((hidden,), jnp.float32),
       has_query=jnp.zeros((), bool),
       cache_keys=jnp.zeros((window, hidden), jnp.float32),

@@ -23,7 +23,7 @@ def writer():
                        num_layers=1)
   model = LoadedModel(init_params(config, jax.random.key(0)), config, vocab,
                       {'valid_loss': 3.0}, 7)
-  return Songwriter(model, None, text)
+  return Songwriter(model, None, text, writer=None)  # A character at a time.
 
 
 def test_write_gives_the_lines_asked_for_rhyming(writer):
