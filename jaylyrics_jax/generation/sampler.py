@@ -42,10 +42,23 @@ def draw(key: jax.Array, logits: jax.Array) -> jax.Array:
 
   Exactly the categorical distribution, from ONE uniform number: the Gumbel
   trick of `jax.random.categorical` draws V of them, and generating 2,311
-  threefry numbers per character was 3/4 of the sampling time on CPU. The
-  CDF is inverted in two levels, over blocks of ~sqrt(V) characters and
+  threefry numbers per character was 3/4 of the sampling time on CPU.
+  `draw_at` inverts the CDF at that number.
+  """
+  return draw_at(jax.random.uniform(key, dtype=jnp.float32), logits)
+
+
+def draw_at(u: jax.Array, logits: jax.Array) -> jax.Array:
+  """The index whose interval of softmax(logits)'s CDF holds u <float32>[]
+  in [0, 1): `draw` given its uniform number.
+
+  The CDF is inverted in two levels, over blocks of ~sqrt(V) characters and
   then inside the chosen block, so no prefix sum runs over all V entries
   (a full `cumsum` was half the cost of a draw on CPU; BUILD_NOTES.md).
+  Both searches compare u with every entry of a ~sqrt(V)-entry CDF
+  (`method='compare_all'`, as fast as a binary search at that size on CPU):
+  `jnp.searchsorted`'s default method is a `while` loop, and on a GPU each
+  of its iterations is a round trip to the host.
 
   Always returns an index in [0, V), whatever the logits hold: NaN entries
   are never drawn, +inf entries share all the mass, and when nothing can be
@@ -64,18 +77,18 @@ def draw(key: jax.Array, logits: jax.Array) -> jax.Array:
   blocks = jnp.pad(weights, (0, rows * cols - v)).reshape(rows, cols)
   block_mass = jnp.sum(blocks, axis=1)
   block_cdf = jnp.cumsum(block_mass)
-  u = jax.random.uniform(key, dtype=block_cdf.dtype) * block_cdf[-1]
+  u = u.astype(block_cdf.dtype) * block_cdf[-1]
   # The first block whose CDF passes u has positive mass; rounding can only
   # push the search past the end, so clip to the last block with mass.
-  row = jnp.minimum(jnp.searchsorted(block_cdf, u, side='right'),
+  row = jnp.minimum(jnp.searchsorted(block_cdf, u, side='right',
+                                     method='compare_all'),
                     _last_positive(block_mass))
   block = blocks[row]
   rest = u - jnp.where(row > 0, block_cdf[jnp.maximum(row - 1, 0)], 0.0)
-  col = jnp.minimum(jnp.searchsorted(jnp.cumsum(block), rest, side='right'),
+  col = jnp.minimum(jnp.searchsorted(jnp.cumsum(block), rest, side='right',
+                                     method='compare_all'),
                     _last_positive(block))
   return jnp.minimum(row * cols + col, v - 1).astype(jnp.int32)
-
-
 
 
 @flax.struct.dataclass
@@ -94,8 +107,12 @@ def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
   """One token per key in one `lax.scan`.
 
   Each step feeds `state.token` to `step_fn`, lets the chain read it and
-  change the logits, and draws the next token with `draw` (the only draw:
-  greedy decoding is a processor that leaves one character).
+  change the logits, and draws the next token as `draw` does (the only
+  draw: greedy decoding is a processor that leaves one character). The
+  uniform numbers of all the steps are drawn before the scan, in one
+  vectorised call (in the loop, threefry was a `while` of its own: jax rolls
+  its rounds into one on CPU); the tokens are those of `draw(step_key, ...)`
+  step by step.
 
   Args:
     step_fn: (carry, token <int32>[]) -> (logits <float32>[V], carry).
@@ -108,14 +125,16 @@ def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
     after the last token, from which `decode` continues exactly as if the
     scan had been longer.
   """
-  def body(state, step_key):
+  def body(state, u):
     logits, carry = step_fn(state.carry, state.token)
     changed, proc = chain.update(logits, state.processors, state.token,
                                  tables)
-    token = draw(step_key, changed)
+    token = draw_at(u, changed)
     return DecodeState(carry, token, proc), (token, logits)
 
-  state, (tokens, logits) = jax.lax.scan(body, state, step_keys)
+  uniforms = jax.vmap(lambda k: jax.random.uniform(k, dtype=jnp.float32))(
+      step_keys)
+  state, (tokens, logits) = jax.lax.scan(body, state, uniforms)
   # One batched log-softmax after the scan: inside the loop it cost a third
   # of a step (BUILD_NOTES.md, "Decoding").
   log_probs = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[:, None],

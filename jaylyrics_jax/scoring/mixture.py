@@ -20,7 +20,7 @@ distribution is the weighted sum of
                each, p(w) = sum over entries with next char w of
                softmax(theta * <h_t, h_i>);
   ngram        the interpolated Kneser-Ney n-gram (`ngram.KneserNey`): its
-               tables as sorted int32 keys searched with `jnp.searchsorted`,
+               tables as sorted int32 keys searched by `ngram.lookup`,
                and the ids of the n-grams ending at the last character in the
                carry;
   ngram_cache  the Witten-Bell n-gram of the text read so far: the history,
