@@ -106,6 +106,7 @@ def test_json_api(writer):
       ({'seed': '', 'lines': 3}, 'empty'),
       ({'seed': '春', 'lines': 'abc'}, 'whole number'),
       ({'seed': '春', 'lines': 2.5}, 'whole number'),
+      ({'seed': '春', 'lines': True}, 'lines must be a number'),
       ({'seed': '春', 'temperature': 'hot'}, 'temperature must be a number'),
       ({'seed': '春', 'best_of': 100}, 'best_of=100'),
       ({'seed': 5}, 'seed must be text'),
