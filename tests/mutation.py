@@ -24,9 +24,10 @@ The tree is always put back: the original file is copied to
 restore; the restore runs in a `finally`; SIGINT and SIGTERM end the run
 through it (the test subprocess is killed first); and a backup left by a
 run that was killed outright (SIGKILL, a power cut) is put back when the
-runner next starts, before anything else. Restored files get their
-original bytes and modification time, and the test subprocesses write no
-bytecode, so no `.pyc` of a mutant outlives it.
+runner next starts, before anything else. One run at a time per checkout:
+a second one stops at once. Restored files get their original bytes and
+modification time, and the test subprocesses write no bytecode, so no
+`.pyc` of a mutant outlives it.
 
 Not a test module (pytest never collects it) and not part of CI.
 """
@@ -34,6 +35,7 @@ Not a test module (pytest never collects it) and not part of CI.
 import argparse
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -245,7 +247,8 @@ MUTANTS = (
            'a checkpoint whose arrays changed on disk is loaded as good'),
     Mutant('digest-ignores-values', CHECKPOINTS,
            'h.update(np.ascontiguousarray(a).tobytes())', 'pass',
-           (f'{T_TRAINER}::test_flipped_bytes_are_caught_by_the_digest',),
+           (f'{T_TRAINER}::test_changed_values_under_the_saved_digest_are_'
+            'caught',),
            'the digest covers shapes only: changed values pass'),
     Mutant('restore-oldest-first', CHECKPOINTS,
            'steps = sorted(manager.all_steps(), reverse=True)',
@@ -565,6 +568,14 @@ def main(argv=None) -> int:
                       help='skip the run of the tests on the unchanged tree')
   args = parser.parse_args(argv)
 
+  # One run per checkout: a second one would take the first's mutant for
+  # a file left behind and put it back under its feet.
+  held = open(__file__, encoding='utf-8')  # pylint: disable=consider-using-with
+  try:
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    print('Another mutation run is going on in this checkout.')
+    return 2
   note = recover()
   if note:
     print(note, flush=True)
