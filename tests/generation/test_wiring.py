@@ -77,14 +77,14 @@ def test_min_and_max_line_bound_every_line_and_both_are_reached(uniform):
   m, big = 3, 6
   config = dataclasses.replace(OFF, min_line=m, max_line=big)
   texts = jl.sample_text(uniform(space_weight=3.0), MODEL, VOCAB, SEED,
-                         jax.random.key(0), 400, config, num_samples=2)
+                         jax.random.key(0), 400, config, num_samples=2, writer=None)
   lengths = [len(line) for text in texts
              for line in realism.complete_lines(text)]
   assert len(lengths) > 100
   assert min(lengths) == m and max(lengths) == big, sorted(set(lengths))
   # The same model without the bounds writes shorter and longer lines.
   free = jl.sample_text(uniform(space_weight=3.0), MODEL, VOCAB, SEED,
-                        jax.random.key(0), 400, OFF, num_samples=2)
+                        jax.random.key(0), 400, OFF, num_samples=2, writer=None)
   free_lengths = [len(line) for text in free
                   for line in realism.complete_lines(text)]
   assert min(free_lengths) < m and max(free_lengths) > big
@@ -95,9 +95,10 @@ def test_min_and_max_line_bound_every_line_and_both_are_reached(uniform):
 
 def test_unbounded_sampling_copies_long_runs(uniform):
   """Without max_copy the model writes long training runs: the test below
-  is not vacuous."""
+  is not vacuous. (These tests write a character at a time, writer=None:
+  the per-character controls are what they wire.)"""
   text = jl.sample_text(uniform(), MODEL, VOCAB, SEED, jax.random.key(1),
-                        600, OFF, train_text=TRAIN)[0]
+                        600, OFF, train_text=TRAIN, writer=None)[0]
   assert _longest_training_run(text) >= 4
 
 
@@ -105,7 +106,7 @@ def test_unbounded_sampling_copies_long_runs(uniform):
 def test_max_copy_allows_runs_of_n_never_n_plus_1(uniform, n):
   config = dataclasses.replace(OFF, max_copy=n)
   text = jl.sample_text(uniform(), MODEL, VOCAB, SEED, jax.random.key(1),
-                        600, config, train_text=TRAIN)[0]
+                        600, config, train_text=TRAIN, writer=None)[0]
   assert _longest_training_run(text) == n, text
 
 
@@ -122,12 +123,12 @@ def _repeated_ngrams(text, n):
 def test_no_repeat_ngram_reaches_the_text(uniform):
   params = uniform('春夏秋')  # Three characters: repeats come fast.
   plain = jl.sample_text(params, MODEL, VOCAB, '春', jax.random.key(2), 80,
-                         OFF)[0]
+                         OFF, writer=None)[0]
   assert _repeated_ngrams(plain, 4) > 5
   for n in (3, 4):
     config = dataclasses.replace(OFF, no_repeat_ngram=n)
     text = jl.sample_text(params, MODEL, VOCAB, '春', jax.random.key(2), 80,
-                          config)[0]
+                          config, writer=None)[0]
     assert _repeated_ngrams(text, n) == 0, text
 
 
@@ -153,14 +154,14 @@ def test_best_of_keeps_the_least_penalised_of_equally_likely_candidates(
   config = dataclasses.replace(OFF, best_of=8, lines=6)
   judge = realism.make_judge(TRAIN, VOCAB, fluency=False)
   groups = jl.sample_candidates(params, MODEL, VOCAB, '春', jax.random.key(3),
-                                80, config, num_samples=3, train_text=TRAIN)
+                                80, config, num_samples=3, train_text=TRAIN, writer=None)
   for group in groups:
     np.testing.assert_allclose([c.mean_log_prob for c in group],
                                -math.log(5), rtol=1e-5)
     penalties = [_penalty(c.text, judge, rhyme=False) for c in group]
     assert penalties[0] == min(penalties) < max(penalties), penalties
   texts = jl.sample_text(params, MODEL, VOCAB, '春', jax.random.key(3), 80,
-                         config, num_samples=3, train_text=TRAIN)
+                         config, num_samples=3, train_text=TRAIN, writer=None)
   assert texts == [group[0].text for group in groups]
 
 
