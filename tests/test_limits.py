@@ -187,6 +187,11 @@ def test_a_line_no_candidate_changes_says_so(writer):
 
 
 def test_on_chunk_sees_each_chunk_and_can_stop_a_request(writer):
+  lines = writer  # The line writer reports after each call of 8 lines.
+  seen = []
+  lines.write('春', 24, rng_seed=1, on_chunk=seen.append)
+  assert seen and seen == sorted(seen)
+  writer = Songwriter(lines.model, None, lines.train_text, writer=None)
   plan = writer.plan_write('春', 64, best_of=8)
   assert plan.chunk < plan.length and plan.work == plan.length * 8
   seen = []
@@ -203,6 +208,8 @@ def test_on_chunk_sees_each_chunk_and_can_stop_a_request(writer):
 
   with pytest.raises(Stop):
     writer.write('春', 64, best_of=8, rng_seed=1, on_chunk=stop)
+  with pytest.raises(Stop):
+    lines.write('春', 24, rng_seed=1, on_chunk=stop)
 
 
 @pytest.mark.slow

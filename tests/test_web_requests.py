@@ -68,7 +68,8 @@ def test_the_api_writes_and_rewrites(client, writer):
   assert ok == writer.write('春', 3, rng_seed=1).to_dict()
   # The page sends its inputs as text: numbers in strings are numbers.
   assert client.post('/api/write', json={
-      'seed': '春', 'lines': '3', 'temperature': '0.6', 'best_of': '1',
+      'seed': '春', 'lines': '3',
+      'temperature': str(web_app.DEFAULTS['temperature']), 'best_of': '1',
       'rng_seed': '1'}).json() == ok
   texts = [line['text'] for line in ok['lines']]
   new = client.post('/api/rewrite', json={'lines': texts, 'index': 1,
