@@ -253,8 +253,10 @@ MIXTURE = mixture_step.MixtureSpec(weights=(0.5, 0.1, 0.2, 0.2), cache_size=300,
 
 def time_sampling(ids, vocab_size, repeats) -> dict:
   """Sampling after compilation: plain, with the mixture, with every
-  decoding control on (line form, rhyme, no-repeat, max-copy), and best-of-16
-  with every control (16 candidates in one call, scored on the host)."""
+  decoding control on (line form, rhyme, no-repeat, max-copy), best-of-16
+  with every control (16 candidates in one call, scored on the host), all a
+  character at a time; and a verse of 8 lines by the line writer (16
+  candidate lines each)."""
   config = jl.ModelConfig(vocab_size=vocab_size)
   params = jl.init_params(config, jax.random.key(0))
   # The real vocabulary when the corpus is here (rhyme table, line bounds).
@@ -269,17 +271,20 @@ def time_sampling(ids, vocab_size, repeats) -> dict:
   plain = jl.SamplingConfig(mixture='tuned').controls_off()
   controlled = jl.SamplingConfig(mixture='tuned')
   out = {}
-  for name, n, mix, c in (
-      ('sample_200_ms', 1, None, plain),
-      ('sample_64x200_ms', 64, None, plain),
-      ('sample_200_mixture_ms', 1, mixture, plain),
-      ('sample_200_controlled_ms', 1, None, controlled),
-      ('best_of_16_ms', 1, None, dataclasses.replace(controlled,
-                                                     best_of=16))):
-    run = lambda k, n=n, mix=mix, c=c: jl.sample_text(
+  for name, n, mix, c, writer in (
+      ('sample_200_ms', 1, None, plain, None),
+      ('sample_64x200_ms', 64, None, plain, None),
+      ('sample_200_mixture_ms', 1, mixture, plain, None),
+      ('sample_200_controlled_ms', 1, None, controlled, None),
+      ('best_of_16_ms', 1, None, dataclasses.replace(controlled, best_of=16),
+       None),
+      # The default writer: 8 whole lines, 16 candidates each.
+      ('verse_8_lines_ms', 1, None, dataclasses.replace(controlled, lines=8),
+       jl.LineConfig())):
+    run = lambda k, n=n, mix=mix, c=c, w=writer: jl.sample_text(
         params, config, vocab, vocab.chars[1] + vocab.chars[2],
         jax.random.key(k), 200, c, num_samples=n, mixture=mix,
-        train_text=train)
+        train_text=train, writer=w)
     run(0)  # Compile.
     times = []
     for k in range(max(repeats, 5)):
@@ -401,7 +406,9 @@ def main(argv):
         f"{figures['sample_200_mixture_ms']:.1f} ms; with every decoding "
         f"control: {figures['sample_200_controlled_ms']:.1f} ms; best of 16 "
         f"with every control: {figures['best_of_16_ms']:.1f} ms; the demo "
-        f"page's 8 lines: {figures['demo_8_lines_ms']:.1f} ms", flush=True)
+        f"page's 8 lines: {figures['demo_8_lines_ms']:.1f} ms; a verse of 8 "
+        f"lines (line writer): {figures['verse_8_lines_ms']:.1f} ms",
+        flush=True)
   figures['eval_chars_per_s'] = time_evaluation(ids, vocab_size,
                                                 REPEATS.value)
   print(f"evaluate: {figures['eval_chars_per_s']:,.0f} chars/s", flush=True)

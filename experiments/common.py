@@ -14,6 +14,7 @@ from absl import logging
 
 from experiments import config_flags
 from jaylyrics_jax import runtime
+from jaylyrics_jax.config import check_rng_seed
 from jaylyrics_jax.config import TrainConfig
 from jaylyrics_jax.errors import explain_failure
 from jaylyrics_jax.errors import JaylyricsError
@@ -26,6 +27,17 @@ WORKDIR = flags.DEFINE_string('workdir', TrainConfig.workdir,
 RNG_SEED = flags.DEFINE_integer(
     'rng_seed', TrainConfig.rng_seed,
     config_flags.field_help(TrainConfig, 'rng_seed'))
+
+
+def _valid_rng_seed(value: int) -> bool:
+  try:
+    check_rng_seed(value)
+  except JaylyricsError as e:
+    raise flags.ValidationError(str(e).split(': ', 1)[1]) from None
+  return True
+
+
+flags.register_validator('rng_seed', _valid_rng_seed)
 
 # Library arguments that entry points pass on from differently named flags.
 config_flags.rename_arguments({'unknown': 'unknown_chars',
@@ -111,4 +123,15 @@ def run(main: Callable[[list[str]], None]) -> None:
       traceback.print_exc()  # A bug: the traceback, and no hang either.
       exit_now(1)
 
-  app.run(wrapped)
+  app.run(wrapped, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, but a bad flag is one line on stderr and exit 2 (a
+  usage error), as the command line's other bad input is one paragraph."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f'error: {" ".join(str(e).split())} (see --helpshort)',
+          file=sys.stderr, flush=True)
+    sys.exit(2)

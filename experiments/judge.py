@@ -49,7 +49,8 @@ def main(argv):
         model.params, model.model_config, model.vocab, seed,
         jax.random.fold_in(key, i), length=sf.LENGTH.value, config=config,
         num_samples=per_seed, unknown=sf.UNKNOWN_CHARS.value,
-        mixture=run.mixture, train_text=run.train_text, warn=common.warn)
+        mixture=run.mixture, train_text=run.train_text, warn=common.warn,
+        writer=sf.line_config())
   judge = realism.make_judge(run.train_text, model.vocab)
   length = int(round(np.mean([len(t) for t in texts])))
   pieces = realism.reference_pieces(run.valid_text, length, len(texts))
@@ -62,7 +63,8 @@ def main(argv):
   for text in texts[::per_seed][:3]:
     print('  ' + text)
   if JSON.value:
-    columns['settings'] = dict(config.__dict__, seeds=seeds, step=model.step,
+    columns['settings'] = dict(config.__dict__, **sf.line_config().__dict__,
+                               seeds=seeds, step=model.step,
                                mixture=sf.describe(sf.generation_spec(run, config)))
     print(json.dumps(columns, ensure_ascii=False))
 

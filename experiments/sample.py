@@ -57,13 +57,15 @@ def main(argv):
         jax.random.key(common.RNG_SEED.value), length=length, config=config,
         num_samples=sf.NUM_SAMPLES.value, unknown=sf.UNKNOWN_CHARS.value,
         mixture=run.mixture, train_text=run.train_text, warn=common.warn,
+        writer=sf.line_config(),
         chunk=CHUNK.value if long_text else 0,
         on_chunk=_progress(length) if long_text else None)
   except KeyboardInterrupt:
     print('\ninterrupted: nothing written.', file=sys.stderr)
     sys.exit(130)
   stamp = datetime.datetime.now().isoformat(timespec='seconds')
-  settings = ' '.join(f'{k}={v}' for k, v in config.__dict__.items())
+  settings = ' '.join(f'{k}={v}' for k, v in
+                      {**config.__dict__, **sf.line_config().__dict__}.items())
   header = (f'# {stamp} step {model.step} seed={sf.SEED.value!r} '
             f'rng_seed={common.RNG_SEED.value} {settings} '
             f'mixture={sf.describe(sf.generation_spec(run, config))}')

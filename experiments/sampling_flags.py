@@ -1,7 +1,8 @@
 """The decoding flags of `sample` and `judge`, and the run they write with.
 
-The decoding flags are made from `jaylyrics_jax.SamplingConfig`'s fields
-(`config_flags`): its defaults, help and checks are theirs.
+The decoding flags are made from the fields of `jaylyrics_jax.SamplingConfig`
+and `jaylyrics_jax.LineConfig` (`config_flags`): their defaults, help and
+checks are the flags'.
 """
 
 from absl import flags
@@ -13,15 +14,18 @@ from experiments.inference_flags import CHECKPOINT
 from experiments.inference_flags import CORPUS
 from experiments.inference_flags import NGRAM_ORDER
 import jaylyrics_jax as jl
+from jaylyrics_jax.config import MAX_LENGTH
+from jaylyrics_jax.config import MAX_ROWS
 from jaylyrics_jax.scoring import mixture
 
 SEED = flags.DEFINE_string('seed', '从前', 'Text the lyrics start from.')
 LENGTH = flags.DEFINE_integer(
     'length', 200, 'Characters to generate, spaces included (with --lines, '
-    'the most to generate).', lower_bound=1)
+    'the most to generate).', lower_bound=1, upper_bound=MAX_LENGTH)
 NUM_SAMPLES = flags.DEFINE_integer('num_samples', 1,
                                    'Independent samples, drawn in one call.',
-                                   lower_bound=1)
+                                   lower_bound=1,
+                                   upper_bound=MAX_ROWS)
 UNKNOWN_CHARS = flags.DEFINE_enum(
     'unknown_chars', 'error', ['error', 'skip'],
     'Seed characters outside the vocabulary: stop with an error listing '
@@ -30,11 +34,19 @@ UNKNOWN_CHARS = flags.DEFINE_enum(
 # --sampling keeps the original's name for `mode`.
 SAMPLING_FLAGS = config_flags.define_config_flags(
     jl.SamplingConfig, renames={'mode': 'sampling'})
+# One flag per LineConfig field: the line writer (--candidates=0 turns it
+# off and writes a character at a time).
+LINE_FLAGS = config_flags.define_config_flags(jl.LineConfig)
 
 
 def sampling_config() -> jl.SamplingConfig:
   """The SamplingConfig of the parsed flags."""
   return SAMPLING_FLAGS.build()
+
+
+def line_config() -> jl.LineConfig:
+  """The LineConfig of the parsed flags."""
+  return LINE_FLAGS.build()
 
 
 def load_run() -> jl.Run:

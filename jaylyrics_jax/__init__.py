@@ -21,6 +21,7 @@ argument to change.
 """
 
 from jaylyrics_jax.config import InferenceConfig
+from jaylyrics_jax.config import LineConfig
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.config import TrainConfig
@@ -37,6 +38,7 @@ from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.generation.controls import build_decoder
 from jaylyrics_jax.generation.lyrics import sample_candidates
 from jaylyrics_jax.generation.lyrics import sample_text
+from jaylyrics_jax.generation.line_writer import write_verses
 from jaylyrics_jax.generation.sampler import generate
 from jaylyrics_jax.models.charlm import CharLM
 from jaylyrics_jax.models.charlm import init_params
@@ -74,6 +76,7 @@ __all__ = [
     'Run',
     'epoch_batches',
     'restore_checkpoint',
+    'LineConfig',
     'ModelConfig',
     'TrainConfig',
     'clean_line',
@@ -97,6 +100,7 @@ __all__ = [
     'reference_pieces',
     'sample_candidates',
     'sample_text',
+    'write_verses',
     'SamplingConfig',
     'load_model',
     'LoadedModel',

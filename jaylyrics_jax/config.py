@@ -16,6 +16,21 @@ from jaylyrics_jax.data.rhyme import group_of_text
 from jaylyrics_jax.errors import JaylyricsError
 
 CELLS = ('lstm', 'gru', 'rnn')
+# PRNG seeds: JAX keys (without 64-bit mode) use a seed's low 32 bits, so a
+# wider seed would silently share its key with another; refused instead.
+MAX_RNG_SEED = 2**32 - 1
+# Temperatures: logits / temperature stays finite (model logits and the
+# decoding bonuses are at most a few thousand) above the floor.
+MIN_TEMPERATURE = 1e-3
+MAX_TEMPERATURE = 1e3
+# Sampling sizes: lines and candidates of a config, characters and rows
+# (samples x candidates) of one call; keys, tokens and log-probs take 16
+# bytes per drawn character, so rows x length is bounded too.
+MAX_LINES = 10_000
+MAX_BEST_OF = 1024
+MAX_LENGTH = 1_000_000
+MAX_ROWS = 4096
+MAX_DRAWS = 2**26
 IMPLS = ('fused', 'flax')
 
 
@@ -27,6 +42,22 @@ def _field(default: Any, help_text: str, **metadata: Any) -> Any:
 def _positive(name: str, value: int) -> None:
   if value < 1:
     raise JaylyricsError(f'{name}={value!r}: must be a positive integer.')
+
+
+def check_rng_seed(rng_seed: int, name: str = 'rng_seed') -> None:
+  """Raises a `JaylyricsError` unless `rng_seed` is an int in
+  0..MAX_RNG_SEED (2**32 - 1): the seeds that give distinct PRNG keys.
+
+  Seeds are not folded into that range: `jax.random.key(2**32)` silently
+  equals `jax.random.key(0)`, and 2**63 and above do not convert at all.
+  """
+  if isinstance(rng_seed, bool) or not isinstance(rng_seed, int) or not (
+      0 <= rng_seed <= MAX_RNG_SEED):
+    shown = repr(rng_seed)
+    if len(shown) > 40:
+      shown = shown[:20] + '...' + shown[-8:]
+    raise JaylyricsError(f'{name}={shown}: must be a whole number in '
+                         f'0..{MAX_RNG_SEED} (2**32 - 1).')
 
 
 def _at_least_zero(name: str, value: float) -> None:
@@ -123,7 +154,8 @@ class TrainConfig:
       1.0, 'Learning rate multiplier per epoch, in (0, 1] (1.0 = constant).')
   grad_clip: float = _field(5.0, 'Global gradient-norm clip.')
   rng_seed: int = _field(
-      0, 'Seed of the random number generator (PRNG key).')
+      0, 'Seed of the random number generator (PRNG key), in '
+      f'0..{MAX_RNG_SEED}.')
   save_every: int = _field(
       1000, 'Save a checkpoint every this many steps (and at every epoch '
       'end).')
@@ -155,6 +187,7 @@ class TrainConfig:
           f'decay_rate={self.decay_rate!r}: must be in (0, 1].')
     for name in ('patience', 'num_devices'):
       _at_least_zero(name, getattr(self, name))
+    check_rng_seed(self.rng_seed)
     if not 0.0 <= self.valid_fraction < 1.0:
       raise JaylyricsError(
           f'valid_fraction={self.valid_fraction!r}: must be in [0, 1).')
@@ -173,9 +206,14 @@ MIXTURES = ('model', 'ngram', 'tuned')
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-  """How lyrics are written, one character at a time.
+  """How characters are drawn, and the per-character decoding controls.
 
-  The defaults are the ones that read best, chosen with
+  The line writer (`LineConfig`, the default) draws its candidate lines
+  with these settings (temperature, top-k/p, mode, mixture, no-repeat,
+  max-copy, the shortest line; `rhyme` names the scheme's first group) and
+  keeps whole lines; with the line writer off, text is written a
+  character at a time and every control here applies, rhyme forcing and
+  the longest line included. The defaults are the ones that read best, chosen with
   `jaylyrics_jax.scoring.realism` against the validation text (BUILD_NOTES.md,
   "Decoding"); `experiments.sample` makes its flags from these fields, so
   the command line and the library write the same way. `controls_off()`
@@ -187,11 +225,12 @@ class SamplingConfig:
       "character; combined: draw right after a space, argmax elsewhere (the "
       "original's mode 2).", choices=MODES)
   temperature: float = _field(
-      0.6, 'Divide the logits by this (> 0) before drawing.')
+      0.9, f'Divide the logits by this, in [{MIN_TEMPERATURE:g}, '
+      f'{MAX_TEMPERATURE:g}], before drawing.')
   top_k: int = _field(
       0, 'Draw among the k most likely characters only (0 = all).')
   top_p: float = _field(
-      1.0, 'Nucleus sampling: draw from the smallest set of characters whose '
+      0.95, 'Nucleus sampling: draw from the smallest set of characters whose '
       'probability reaches this, in (0, 1] (1 = all).')
   min_copy_distance: int = _field(
       32, 'Attention models and the caches copy only from positions at '
@@ -206,7 +245,7 @@ class SamplingConfig:
       0, 'Stop after this many lines, the seed\'s included (0 = no limit; '
       'the length is then what is written).')
   min_line: int = _field(
-      -1, "Shortest line in characters (-1 = the 5% quantile of the "
+      -1, "Shortest line in characters (-1 = the 10% quantile of the "
       "training text's lines, 0 = no bound).")
   max_line: int = _field(
       -1, "Longest line in characters (-1 = the 95% quantile of the "
@@ -234,10 +273,11 @@ class SamplingConfig:
       if getattr(self, name) not in choices:
         raise JaylyricsError(f'{name}={getattr(self, name)!r}: must be one '
                              f'of {", ".join(choices)}.')
-    if not self.temperature > 0:
+    if not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE:
       raise JaylyricsError(
-          f'temperature={self.temperature!r}: must be > 0; use '
-          "mode='argmax' for greedy decoding.")
+          f'temperature={self.temperature!r}: must be in '
+          f'[{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}] (below it the '
+          "logits overflow); use mode='argmax' for greedy decoding.")
     if not 0.0 < self.top_p <= 1.0:
       raise JaylyricsError(f'top_p={self.top_p!r}: must be in (0, 1].')
     for name in ('top_k', 'min_copy_distance', 'lines', 'max_line_repeats',
@@ -255,6 +295,10 @@ class SamplingConfig:
       raise JaylyricsError(f'no_repeat_ngram={self.no_repeat_ngram!r}: must '
                            'be 0 (off) or >= 2.')
     _positive('best_of', self.best_of)
+    for name, most in (('lines', MAX_LINES), ('best_of', MAX_BEST_OF)):
+      if getattr(self, name) > most:
+        raise JaylyricsError(f'{name}={getattr(self, name)!r}: must be at '
+                             f'most {most}.')
     if self.rhyme not in ('auto', 'none'):
       group_of_text(self.rhyme)  # Raises for what is not a rhyme.
 
@@ -263,6 +307,41 @@ class SamplingConfig:
     return dataclasses.replace(self, lines=0, min_line=0, max_line=0,
                                rhyme='none', no_repeat_ngram=0, max_copy=0,
                                best_of=1)
+
+
+SCHEME_NAMES = ('free', 'AABB', 'ABAB', 'AAAA')
+
+
+@dataclasses.dataclass(frozen=True)
+class LineConfig:
+  """How the line writer (`jaylyrics_jax.generation.line_writer`) writes:
+  whole candidate lines, each ended where the model writes a line break,
+  one kept per line by its score, length and rhyme.
+
+  The defaults are the ones that read best in the realism report against
+  the validation text (BUILD_NOTES.md, "Decoding"). `candidates=0` turns
+  the line writer off: text is then written a character at a time with the
+  per-character controls of `SamplingConfig` (line form and rhyme forcing
+  included).
+  """
+  candidates: int = _field(
+      16, 'Candidate lines drawn for every line, in one call; the best is '
+      'kept (0 = write character by character instead).')
+  rhyme_scheme: str = _field(
+      'AABB', 'Which lines rhyme: AABB (couplets), ABAB (alternate lines), '
+      'AAAA (every line) or free (no rhyme preference). SamplingConfig.rhyme '
+      "chooses the A group (auto: the first line's).", choices=SCHEME_NAMES)
+  length_weight: float = _field(
+      0.25, "Weight of the training text's line-length distribution (log "
+      'probability) in a candidate line\'s score.')
+
+  def __post_init__(self):
+    _at_least_zero('candidates', self.candidates)
+    _at_least_zero('length_weight', self.length_weight)
+    if self.rhyme_scheme not in SCHEME_NAMES:
+      raise JaylyricsError(
+          f'rhyme_scheme={self.rhyme_scheme!r}: must be one of '
+          f'{", ".join(SCHEME_NAMES)}.')
 
 
 @dataclasses.dataclass(frozen=True)

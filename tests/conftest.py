@@ -71,9 +71,12 @@ def shared_corpus():
 def compilation_cache(tmp_path_factory):
   """One XLA cache for the session: identical tiny models compile once.
 
-  Subprocess tests pass it on with --compilation_cache.
+  Subprocess tests pass it on with --compilation_cache. JAYLYRICS_TEST_XLA_CACHE
+  names a folder to use instead of a fresh one (tests/mutation.py shares one
+  across its many pytest runs).
   """
   from jaylyrics_jax import runtime  # pylint: disable=g-import-not-at-top
-  cache_dir = str(tmp_path_factory.mktemp('xla_cache'))
+  cache_dir = (os.environ.get('JAYLYRICS_TEST_XLA_CACHE') or
+               str(tmp_path_factory.mktemp('xla_cache')))
   runtime.enable_compilation_cache(cache_dir)
   return cache_dir

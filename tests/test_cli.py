@@ -89,9 +89,9 @@ def test_sample_writes_lines_and_judge_reports(trained):
   report = json.loads(proc.stdout.strip().splitlines()[-1])
   for column in ('samples', 'validation'):
     assert set(report[column]) == {
-        'mean_line_length', 'one_char_lines', 'self_repetition',
-        'training_copies', 'rhyme_rate', 'identical_ends', 'distinct_2',
-        'rare_chars', 'fluency_bpc'}
+        'mean_line_length', 'one_char_lines', 'finished_lines', 'word_chars',
+        'self_repetition', 'training_copies', 'rhyme_rate', 'identical_ends',
+        'distinct_2', 'rare_chars', 'fluency_bpc'}
   assert report['samples']['self_repetition'] == 0.0
 
 
@@ -141,7 +141,7 @@ def test_plot_writes_png(trained):
     ('train', ['--corpus={tmp}/gbk.txt'], 'not valid UTF-8: byte offset 0'),
     ('train', ['--corpus={tmp}/empty.txt'], 'is empty'),
     ('sample', ['--sampling=best'], 'weighted|argmax|combined'),
-    ('sample', ['--temperature=0'], '--temperature=0.0: must be > 0'),
+    ('sample', ['--temperature=0'], '--temperature=0.0: must be in'),
     ('sample', ['--rhyme=xyz'], '--rhyme='),
     ('sample', ['--no_repeat_ngram=1'], '--no_repeat_ngram=1: must be'),
     ('sample', ['--min_line=9', '--max_line=3'], '--min_line=9: must not exceed --max_line=3'),

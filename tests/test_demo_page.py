@@ -14,6 +14,7 @@ from conftest import cli_command
 from conftest import cli_env
 from conftest import REPO
 from conftest import synthetic_lyrics
+from jaylyrics_jax.data import rhyme
 
 CHROMIUM = '/usr/bin/chromium'
 BROWSER_ARGS = ['--no-sandbox', '--disable-gpu',
@@ -117,7 +118,11 @@ def test_the_page_in_a_real_browser(tmp_path, compilation_cache):
     server.kill()
     server.wait(timeout=30)
   assert len(seen['lines']) == 4 and seen['lines'][0].startswith('春')
-  assert seen['marked'] == 4, seen  # auto: every end rhymes with line 1's.
+  # A line is marked when its end rhymes with the line before or after it.
+  groups = [rhyme.group_of(line[-1]) for line in seen['lines']]
+  expected = sum(g != rhyme.NONE and g in groups[max(i - 1, 0):i] +
+                 groups[i + 1:i + 2] for i, g in enumerate(groups))
+  assert seen['marked'] == expected, seen
   assert all(seen['finals']), seen
   assert 'self-repetition' in seen['figures'] and 'copy rate' in seen[
       'figures']

@@ -23,7 +23,7 @@ from jaylyrics_jax.scoring.realism import line_length_bounds
 
 # Shortest line, lower quartile and longest line when the training text is
 # not at hand (those of the Jay Chou corpus: BUILD_NOTES.md, "Decoding").
-FALLBACK_LINE_BOUNDS = (2, 4, 13)
+FALLBACK_LINE_BOUNDS = (3, 4, 13)
 MAX_WINDOW = 1024  # Characters the no-repeat control remembers at most.
 
 
@@ -46,7 +46,9 @@ def bucket(n: int, smallest: int) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _rhyme_table(chars: tuple[str, ...]) -> np.ndarray:
+def rhyme_table(chars: tuple[str, ...]) -> np.ndarray:
+  """<int32>[V]: each character's rhyme group (-1: none), once per
+  vocabulary."""
   return rhyme.rhyme_table(chars)
 
 
@@ -72,6 +74,24 @@ def copy_tables(train_ids: np.ndarray, vocab_size: int, n: int,
 @functools.lru_cache(maxsize=4)
 def _line_bounds(train_text: str) -> tuple[int, int, int]:
   return line_length_bounds(train_text)
+
+
+def line_bounds(config: SamplingConfig, train_text: str | None,
+                warn: Callable[[str], None] = lambda message: None
+                ) -> tuple[int, int, int]:
+  """(shortest line, length from which rhymes are favoured, longest line)
+  of `config`: min_line/max_line, with -1 taken from the training text's
+  line lengths (`realism.line_length_bounds`; FALLBACK_LINE_BOUNDS and a
+  `warn` without it). 0 stays 0 (no bound)."""
+  if train_text is not None:
+    low, quartile, high = _line_bounds(train_text)
+  else:
+    low, quartile, high = FALLBACK_LINE_BOUNDS
+    if -1 in (config.min_line, config.max_line):
+      warn('the training text is not at hand: lines of '
+           f'{low}..{high} characters.')
+  return (low if config.min_line == -1 else config.min_line, quartile,
+          high if config.max_line == -1 else config.max_line)
 
 
 @functools.lru_cache(maxsize=4)
@@ -104,17 +124,7 @@ def build_decoder(config: SamplingConfig, vocab: Vocabulary,
     chain.append(processor)
     tables.append(table)
 
-  min_line, max_line = config.min_line, config.max_line
-  if train_text is not None:
-    low, quartile, high = _line_bounds(train_text)
-  else:
-    low, quartile, high = FALLBACK_LINE_BOUNDS
-    if -1 in (min_line, max_line):
-      warn('the training text is not at hand: lines of '
-           f'{low}..{high} characters.')
-  if -1 in (min_line, max_line):
-    min_line = low if min_line == -1 else min_line
-    max_line = high if max_line == -1 else max_line
+  min_line, quartile, max_line = line_bounds(config, train_text, warn)
   if space_id >= 0 and (min_line or max_line):
     add(processors.LineForm(space_id, min_line or 1,
                             max_line or np.iinfo(np.int32).max))
@@ -125,7 +135,7 @@ def build_decoder(config: SamplingConfig, vocab: Vocabulary,
     high = max(max_line or 16, low + 1)
     add(processors.Rhyme(space_id, low, min(max(quartile, low), high - 1),
                          high, config.rhyme_bonus),
-        processors.RhymeTables(jnp.asarray(_rhyme_table(vocab.chars)),
+        processors.RhymeTables(jnp.asarray(rhyme_table(vocab.chars)),
                                jnp.asarray(target, jnp.int32)))
   if config.no_repeat_ngram:
     add(processors.NoRepeat(config.no_repeat_ngram, space_id,

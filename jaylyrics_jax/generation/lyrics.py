@@ -1,10 +1,14 @@
 """Writing lyrics with a trained model: seed in, lines out.
 
-`sample_text` is what `experiments.sample` runs: it builds the decoding
-chain of a `SamplingConfig` (`generation.controls`), draws every sample (and
-every best-of candidate) in one call of the on-device sampler
-(`generation.sampler`), cuts each text after its last requested line, and
-keeps the best candidate of each sample by `candidate_score`.
+`sample_text` is what `experiments.sample` runs. By default it writes with
+the line writer (`generation.line_writer`, settings in a `LineConfig`):
+whole candidate lines, one kept per line. With `writer=None` (or
+`LineConfig(candidates=0)`) it writes a character at a time: the decoding
+chain of a `SamplingConfig` (`generation.controls`) runs inside one call of
+the on-device sampler (`generation.sampler`), and each text is cut after
+its last requested line. Either way every sample and every best-of
+candidate is drawn in one batch, and the best candidate of each sample is
+kept by `candidate_score`.
 """
 
 import dataclasses
@@ -14,11 +18,13 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from jaylyrics_jax.config import LineConfig
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.data.vocab import Vocabulary
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.generation import controls
+from jaylyrics_jax.generation import line_writer
 from jaylyrics_jax.generation import sampler
 from jaylyrics_jax.scoring import realism
 from jaylyrics_jax.scoring.mixture import DeviceMixture
@@ -70,6 +76,27 @@ def candidate_score(text: str, mean_log_prob: float, judge: realism.Judge,
   return mean_log_prob - PENALTY * penalty
 
 
+def _draw_characters(params, model_config, vocab, seed_ids, key, length,
+                     config, rows, mixture, train_text, warn, chunk,
+                     on_chunk, pad_seed_to) -> list[tuple[str, float]]:
+  """(text, mean log-probability) of `rows` texts written a character at a
+  time by the decoding chain of `config`, each cut after its last line."""
+  used_seed = vocab.decode(seed_ids)
+  decoder = controls.build_decoder(config, vocab, train_text,
+                                   max(len(seed_ids), pad_seed_to) + length,
+                                   warn)
+  tokens, log_probs = sampler.sample_tokens(
+      params, model_config, seed_ids, key, length, decoder.chain,
+      decoder.tables, rows, mixture, config.min_copy_distance, chunk,
+      on_chunk, pad_seed_to)
+  out = []
+  for r in range(rows):
+    keep = cut_tokens(tokens[r], used_seed, decoder.space_id, config.lines)
+    out.append((used_seed + vocab.decode(tokens[r][:keep]),
+                float(np.mean(log_probs[r][:keep])) if keep else 0.0))
+  return out
+
+
 def sample_candidates(params: Any, model_config: ModelConfig,
                       vocab: Vocabulary, seed: str, key: jax.Array,
                       length: int = 200,
@@ -80,35 +107,42 @@ def sample_candidates(params: Any, model_config: ModelConfig,
                       warn: Callable[[str], None] = lambda message: None,
                       chunk: int = 0,
                       on_chunk: Callable[[int], None] | None = None,
-                      pad_seed_to: int = 0) -> list[list[Candidate]]:
+                      pad_seed_to: int = 0,
+                      writer: LineConfig | None = LineConfig(),
+                      avoid: str = '') -> list[list[Candidate]]:
   """Every candidate of every sample: [num_samples][config.best_of], each
-  list sorted best first. See `sample_text` for the arguments, and
-  `sampler.sample_tokens` for pad_seed_to."""
+  list sorted best first. See `sample_text` for the arguments,
+  `sampler.sample_tokens` for pad_seed_to and `line_writer.write_verses`
+  for avoid (line writer only)."""
   if not seed:
     raise JaylyricsError(
         'The seed text is empty. Pass a seed of Chinese characters, e.g. '
         'seed="从前".')
+  if length < 1:
+    raise JaylyricsError(f'length must be a positive integer, got {length}.')
   seed_ids = vocab.encode(seed, unknown=unknown)
-  used_seed = vocab.decode(seed_ids)
-  decoder = controls.build_decoder(config, vocab, train_text,
-                                   max(len(seed_ids), pad_seed_to) + length,
-                                   warn)
+  if len(seed_ids) == 0:
+    raise JaylyricsError(
+        'The seed text is empty (after dropping unknown characters). Pass a '
+        'seed of Chinese characters, e.g. seed="从前".')
   rows = num_samples * config.best_of
   mixture = for_generation(mixture, config.mixture)
-  tokens, log_probs = sampler.sample_tokens(
-      params, model_config, seed_ids, key, length, decoder.chain,
-      decoder.tables, rows, mixture, config.min_copy_distance, chunk,
-      on_chunk, pad_seed_to)
+  if writer is not None and writer.candidates:
+    drawn = [(v.text, v.mean_log_prob) for v in line_writer.write_verses(
+        params, model_config, vocab, seed_ids, key, config, writer, length,
+        config.lines, rows, mixture, train_text, warn, avoid, on_chunk,
+        pad_seed_to)]
+  else:
+    drawn = _draw_characters(params, model_config, vocab, seed_ids, key,
+                             length, config, rows, mixture, train_text,
+                             warn, chunk, on_chunk, pad_seed_to)
   judge = None
   if config.best_of > 1:  # Without the training text, copies count 0.
     judge = realism.make_judge(train_text or '', vocab, fluency=False)
   out = []
   for i in range(num_samples):
     group = []
-    for r in range(i * config.best_of, (i + 1) * config.best_of):
-      keep = cut_tokens(tokens[r], used_seed, decoder.space_id, config.lines)
-      text = used_seed + vocab.decode(tokens[r][:keep])
-      mean_lp = float(np.mean(log_probs[r][:keep])) if keep else 0.0
+    for text, mean_lp in drawn[i * config.best_of:(i + 1) * config.best_of]:
       score = (candidate_score(text, mean_lp, judge, config.rhyme != 'none')
                if config.best_of > 1 else mean_lp)
       group.append(Candidate(text, mean_lp, score))
@@ -126,7 +160,8 @@ def sample_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
                 train_text: str | None = None,
                 warn: Callable[[str], None] = lambda message: None,
                 chunk: int = 0,
-                on_chunk: Callable[[int], None] | None = None) -> list[str]:
+                on_chunk: Callable[[int], None] | None = None,
+                writer: LineConfig | None = LineConfig()) -> list[str]:
   """Writes `num_samples` texts, each the seed followed by what the model
   writes (a space between lines).
 
@@ -146,9 +181,13 @@ def sample_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
       bounds and best-of's copy penalty (each is off or falls back, with a
       `warn`, without it).
     chunk, on_chunk: generate `chunk` characters per call, calling
-      on_chunk(done) in between (same text as one call).
+      on_chunk(done) in between (same text as one call); the line writer
+      calls on_chunk after every call of its own (`line_writer`).
+    writer: the line writer's settings (`LineConfig`; the default writes
+      whole lines); None or candidates=0 writes a character at a time.
   """
   groups = sample_candidates(params, model_config, vocab, seed, key, length,
                              config, num_samples, unknown, mixture,
-                             train_text, warn, chunk, on_chunk)
+                             train_text, warn, chunk, on_chunk,
+                             writer=writer)
   return [group[0].text for group in groups]

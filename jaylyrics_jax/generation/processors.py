@@ -318,9 +318,17 @@ class NoRepeat:
                          t=t + 1, line_start_pos=line_start_pos,
                          new_line=jnp.zeros((), bool))
 
+  def _read(self, state, token):
+    """The state after reading `token` (a space or a character)."""
+    return jax.lax.cond(token == self.space_id, self._read_space,
+                        lambda s: self._read_char(s, token), state)
+
   def update(self, logits, state, token, tables):
-    state = jax.lax.cond(token == self.space_id, self._read_space,
-                         lambda s: self._read_char(s, token), state)
+    state = self._read(state, token)
+    return self._ban_next(logits, state), state
+
+  def _ban_next(self, logits, state):
+    """Bans what would repeat an n-gram, and what breaks off a chorus."""
     v = logits.shape[-1]
     banned = _mask_of(state.hist, (state.stamp >= 0) &
                       (state.match >= self.n - 1), v)
@@ -338,7 +346,7 @@ class NoRepeat:
     committed = (offset >= self.n - 1) & jnp.any(go_on | ended)
     allowed = allowed | ((jnp.arange(v) == self.space_id) & jnp.any(ended))
     banned = jnp.where(committed, ~allowed, banned & ~allowed)
-    return _ban(logits, banned), state
+    return _ban(logits, banned)
 
 
 @flax.struct.dataclass

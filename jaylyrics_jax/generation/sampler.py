@@ -19,6 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaylyrics_jax.config import MAX_DRAWS
+from jaylyrics_jax.config import MAX_LENGTH
+from jaylyrics_jax.config import MAX_ROWS
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.generation import processors
@@ -39,30 +42,53 @@ def draw(key: jax.Array, logits: jax.Array) -> jax.Array:
 
   Exactly the categorical distribution, from ONE uniform number: the Gumbel
   trick of `jax.random.categorical` draws V of them, and generating 2,311
-  threefry numbers per character was 3/4 of the sampling time on CPU. The
-  CDF is inverted in two levels, over blocks of ~sqrt(V) characters and
+  threefry numbers per character was 3/4 of the sampling time on CPU.
+  `draw_at` inverts the CDF at that number.
+  """
+  return draw_at(jax.random.uniform(key, dtype=jnp.float32), logits)
+
+
+def draw_at(u: jax.Array, logits: jax.Array) -> jax.Array:
+  """The index whose interval of softmax(logits)'s CDF holds u <float32>[]
+  in [0, 1): `draw` given its uniform number.
+
+  The CDF is inverted in two levels, over blocks of ~sqrt(V) characters and
   then inside the chosen block, so no prefix sum runs over all V entries
   (a full `cumsum` was half the cost of a draw on CPU; BUILD_NOTES.md).
+  Both searches compare u with every entry of a ~sqrt(V)-entry CDF
+  (`method='compare_all'`, as fast as a binary search at that size on CPU):
+  `jnp.searchsorted`'s default method is a `while` loop, and on a GPU each
+  of its iterations is a round trip to the host.
+
+  Always returns an index in [0, V), whatever the logits hold: NaN entries
+  are never drawn, +inf entries share all the mass, and when nothing can be
+  drawn (every entry -inf or NaN) the draw is uniform over all V. Finite
+  logits give the same draws as without these guards.
   """
   v = logits.shape[-1]
   cols = max(1, math.isqrt(v - 1) + 1)
   rows = -(-v // cols)
-  weights = jnp.exp(logits - jnp.max(logits))
+  top = jnp.max(jnp.where(jnp.isnan(logits), -jnp.inf, logits))
+  # inf - inf is NaN: the entries equal to the top weigh 1, as they do when
+  # it is finite; NaN logits weigh 0.
+  weights = jnp.where(logits == top, 1.0, jnp.exp(logits - top))
+  weights = jnp.where(jnp.isnan(weights), 0.0, weights)
+  weights = jnp.where(jnp.sum(weights) > 0, weights, 1.0)
   blocks = jnp.pad(weights, (0, rows * cols - v)).reshape(rows, cols)
   block_mass = jnp.sum(blocks, axis=1)
   block_cdf = jnp.cumsum(block_mass)
-  u = jax.random.uniform(key, dtype=block_cdf.dtype) * block_cdf[-1]
+  u = u.astype(block_cdf.dtype) * block_cdf[-1]
   # The first block whose CDF passes u has positive mass; rounding can only
   # push the search past the end, so clip to the last block with mass.
-  row = jnp.minimum(jnp.searchsorted(block_cdf, u, side='right'),
+  row = jnp.minimum(jnp.searchsorted(block_cdf, u, side='right',
+                                     method='compare_all'),
                     _last_positive(block_mass))
   block = blocks[row]
   rest = u - jnp.where(row > 0, block_cdf[jnp.maximum(row - 1, 0)], 0.0)
-  col = jnp.minimum(jnp.searchsorted(jnp.cumsum(block), rest, side='right'),
+  col = jnp.minimum(jnp.searchsorted(jnp.cumsum(block), rest, side='right',
+                                     method='compare_all'),
                     _last_positive(block))
-  return (row * cols + col).astype(jnp.int32)
-
-
+  return jnp.minimum(row * cols + col, v - 1).astype(jnp.int32)
 
 
 @flax.struct.dataclass
@@ -81,8 +107,12 @@ def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
   """One token per key in one `lax.scan`.
 
   Each step feeds `state.token` to `step_fn`, lets the chain read it and
-  change the logits, and draws the next token with `draw` (the only draw:
-  greedy decoding is a processor that leaves one character).
+  change the logits, and draws the next token as `draw` does (the only
+  draw: greedy decoding is a processor that leaves one character). The
+  uniform numbers of all the steps are drawn before the scan, in one
+  vectorised call (in the loop, threefry was a `while` of its own: jax rolls
+  its rounds into one on CPU); the tokens are those of `draw(step_key, ...)`
+  step by step.
 
   Args:
     step_fn: (carry, token <int32>[]) -> (logits <float32>[V], carry).
@@ -95,14 +125,16 @@ def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
     after the last token, from which `decode` continues exactly as if the
     scan had been longer.
   """
-  def body(state, step_key):
+  def body(state, u):
     logits, carry = step_fn(state.carry, state.token)
     changed, proc = chain.update(logits, state.processors, state.token,
                                  tables)
-    token = draw(step_key, changed)
+    token = draw_at(u, changed)
     return DecodeState(carry, token, proc), (token, logits)
 
-  state, (tokens, logits) = jax.lax.scan(body, state, step_keys)
+  uniforms = jax.vmap(lambda k: jax.random.uniform(k, dtype=jnp.float32))(
+      step_keys)
+  state, (tokens, logits) = jax.lax.scan(body, state, uniforms)
   # One batched log-softmax after the scan: inside the loop it cost a third
   # of a step (BUILD_NOTES.md, "Decoding").
   log_probs = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[:, None],
@@ -149,6 +181,87 @@ def _copy_distances(model_config: ModelConfig,
   return model_config, max(1, min_copy_distance)
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelFunctions:
+  """How a sampler reads characters with a trained model (alone or in its
+  default inference mixture), as pure functions of (params, mix_tables):
+
+    step(params, mix_tables, carry, token <int32>[])
+        -> (logits <float32>[V], carry)
+    fresh_carry() -> the carry before anything is read
+    prime(params, mix_tables, seed_ids <int32>[S])
+        -> the carry after seed_ids[:-1]
+  """
+  step: Callable
+  fresh_carry: Callable
+  prime: Callable
+  vocab_size: int
+
+  def start_state(self, params, mix_tables, chain: processors.Chain,
+                  tables: tuple[Any, ...], seed_ids: jax.Array
+                  ) -> 'DecodeState':
+    """The state after the seed: the model has read all but its last
+    character, the chain every character but the last."""
+    states = chain.init(tables)
+    if chain.processors:
+      read = lambda s, token: (chain.read(s, token, tables, self.vocab_size),
+                               None)
+      states = jax.lax.scan(read, states, seed_ids[:-1])[0]
+    return DecodeState(self.prime(params, mix_tables, seed_ids),
+                       seed_ids[-1], states)
+
+  def padded_start_state(self, params, mix_tables, chain: processors.Chain,
+                         tables: tuple[Any, ...], seed_ids: jax.Array,
+                         seed_len: jax.Array) -> 'DecodeState':
+    """`start_state` of seed_ids[:seed_len], the seed padded past seed_len
+    and read one character at a time (the padding skipped), so seeds of
+    every length up to seed_ids' share one compiled program."""
+    def read(both, x):
+      i, token = x
+      new = (self.step(params, mix_tables, both[0], token)[1],
+             chain.read(both[1], token, tables, self.vocab_size))
+      return jax.tree.map(lambda n, o: jnp.where(i < seed_len - 1, n, o),
+                          new, both), None
+
+    both = (self.fresh_carry(), chain.init(tables))
+    steps = (jnp.arange(seed_ids.shape[0]), seed_ids)
+    carry, states = jax.lax.scan(read, both, steps)[0]
+    return DecodeState(carry, seed_ids[seed_len - 1], states)
+
+
+def model_functions(model_config: ModelConfig, spec: MixtureSpec | None,
+                    min_copy_distance: int,
+                    history_length: int) -> ModelFunctions:
+  """The `ModelFunctions` of `model_config` (spec None: the model alone),
+  with SamplingConfig.min_copy_distance applied; history_length: tokens
+  read in all (the n-gram cache's capacity)."""
+  model_config, cache_distance = _copy_distances(model_config,
+                                                 min_copy_distance)
+  if spec is None:
+    model = CharLM(model_config)
+    fresh = lambda: zero_carries(model_config, 1, generation=True)
+
+    def step(params, mix_tables, carry, token):
+      del mix_tables
+      logits, carry = model.apply({'params': params}, token[None, None], carry)
+      return logits[0, 0], carry
+
+    def prime(params, mix_tables, seed_ids):
+      carry = fresh()
+      if seed_ids.shape[0] > 1:  # Feed all but the last seed character.
+        _, carry = model.apply({'params': params}, seed_ids[None, :-1], carry)
+      return carry
+  else:
+    step = make_mixture_step(model_config, spec, cache_distance)
+    fresh = lambda: initial_carry(model_config, spec, history_length)
+
+    def prime(params, mix_tables, seed_ids):
+      # The seed is read one character at a time, so the caches hold it.
+      read = lambda c, token: (step(params, mix_tables, c, token)[1], None)
+      return jax.lax.scan(read, fresh(), seed_ids[:-1])[0]
+  return ModelFunctions(step, fresh, prime, model_config.vocab_size)
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled(model_config: ModelConfig, chain: processors.Chain,
               spec: MixtureSpec | None, min_copy_distance: int,
@@ -164,29 +277,8 @@ def _compiled(model_config: ModelConfig, chain: processors.Chain,
   to S share one compiled program (a server's seeds); otherwise seed_len is
   S and the model reads the seed in one call.
   """
-  model_config, cache_distance = _copy_distances(model_config,
-                                                 min_copy_distance)
-  if spec is None:
-    model = CharLM(model_config)
-
-    def step(params, mix_tables, carry, token):
-      del mix_tables
-      logits, carry = model.apply({'params': params}, token[None, None], carry)
-      return logits[0, 0], carry
-
-    def prime(params, mix_tables, seed_ids):
-      carry = zero_carries(model_config, 1)
-      if seed_ids.shape[0] > 1:  # Feed all but the last seed character.
-        _, carry = model.apply({'params': params}, seed_ids[None, :-1], carry)
-      return carry
-  else:
-    step = make_mixture_step(model_config, spec, cache_distance)
-
-    def prime(params, mix_tables, seed_ids):
-      # The seed is read one character at a time, so the caches hold it.
-      carry = initial_carry(model_config, spec, history_length)
-      read = lambda c, token: (step(params, mix_tables, c, token)[1], None)
-      return jax.lax.scan(read, carry, seed_ids[:-1])[0]
+  fns = model_functions(model_config, spec, min_copy_distance, history_length)
+  step = fns.step
 
   def run(params, mix_tables, tables, state, keys, shared=False):
     step_fn = functools.partial(step, params, mix_tables)
@@ -194,38 +286,13 @@ def _compiled(model_config: ModelConfig, chain: processors.Chain,
     # A state shared by every row (after the seed) is not copied per row.
     return jax.vmap(one, in_axes=(None if shared else 0, 0))(state, keys)
 
-  def read_padded(params, mix_tables, tables, seed_ids, seed_len):
-    """Both states after seed_ids[:seed_len - 1], one character a step."""
-    if spec is None:
-      carry = zero_carries(model_config, 1)
-    else:
-      carry = initial_carry(model_config, spec, history_length)
-
-    def read(both, x):
-      i, token = x
-      new = (step(params, mix_tables, both[0], token)[1],
-             chain.read(both[1], token, tables, model_config.vocab_size))
-      return jax.tree.map(lambda n, o: jnp.where(i < seed_len - 1, n, o),
-                          new, both), None
-
-    both = (carry, chain.init(tables))
-    steps = (jnp.arange(seed_ids.shape[0]), seed_ids)
-    return jax.lax.scan(read, both, steps)[0]
-
   @jax.jit
   def start(params, mix_tables, tables, seed_ids, seed_len, keys):
     if padded:
-      carry, states = read_padded(params, mix_tables, tables, seed_ids,
-                                  seed_len)
-      last = seed_ids[seed_len - 1]
+      state = fns.padded_start_state(params, mix_tables, chain, tables,
+                                     seed_ids, seed_len)
     else:
-      states = chain.init(tables)
-      if chain.processors:
-        read = lambda s, token: (chain.read(s, token, tables,
-                                            model_config.vocab_size), None)
-        states = jax.lax.scan(read, states, seed_ids[:-1])[0]
-      carry, last = prime(params, mix_tables, seed_ids), seed_ids[-1]
-    state = DecodeState(carry, last, states)
+      state = fns.start_state(params, mix_tables, chain, tables, seed_ids)
     return run(params, mix_tables, tables, state, keys, shared=True)
 
   return start, jax.jit(run)
@@ -260,11 +327,15 @@ def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
 
   Returns (tokens <int32>[num_samples, length], log_probs <float32>[same]).
   """
-  if length < 1:
-    raise JaylyricsError(f'length must be a positive integer, got {length}.')
-  if num_samples < 1:
+  if not 1 <= length <= MAX_LENGTH:
+    raise JaylyricsError(f'length={length}: must be in 1..{MAX_LENGTH}.')
+  if not 1 <= num_samples <= MAX_ROWS:
+    raise JaylyricsError(f'num_samples={num_samples}: must be in '
+                         f'1..{MAX_ROWS} (samples x candidates).')
+  if num_samples * length > MAX_DRAWS:
     raise JaylyricsError(
-        f'num_samples must be a positive integer, got {num_samples}.')
+        f'num_samples={num_samples} x length={length}: at most {MAX_DRAWS} '
+        'characters in one call; ask for fewer samples or characters.')
   if len(seed_ids) == 0:
     raise JaylyricsError(
         'The seed text is empty (after dropping unknown characters). Pass a '

@@ -12,6 +12,7 @@ from jaylyrics_jax.models.fused import WindowLSTM
 from jaylyrics_jax.models.pointer import empty_memory
 from jaylyrics_jax.models.pointer import PointerMemory
 from jaylyrics_jax.models.pointer import PointerMixture
+from jaylyrics_jax.models.pointer import projected
 
 _CELLS = {
     'lstm': nn.OptimizedLSTMCell,
@@ -39,13 +40,16 @@ class TrainedModel(Protocol):
   def valid_loss(self) -> float | None: ...
 
 
-def zero_carries(config: ModelConfig, batch_size: int) -> Carries:
+def zero_carries(config: ModelConfig, batch_size: int,
+                 generation: bool = False) -> Carries:
   """Fresh all-zero carries: a tuple with one entry per layer.
 
   An LSTM layer's entry is the pair `(c, h)`, each <float32>[batch,
   rnn_size]; a GRU or RNN layer's is `h` <float32>[batch, rnn_size]. With
-  attention (`attn_length > 0`) a `PointerMemory` follows the layers. Always
-  build a new one: a carry passed to a donating step is deleted.
+  attention (`attn_length > 0`) a `PointerMemory` follows the layers (with
+  generation=True a `ProjectedMemory`: the same outputs with fixed
+  parameters, each entry's key projected once; see `models/pointer.py`).
+  Always build a new one: a carry passed to a donating step is deleted.
   """
   cell = _CELLS[config.cell](config.rnn_size, parent=None)
   # initialize_carry reads only shape[:-1] as the batch: (batch,) would drop it.
@@ -53,8 +57,10 @@ def zero_carries(config: ModelConfig, batch_size: int) -> Carries:
   layers = tuple(cell.initialize_carry(jax.random.key(0), shape)
                  for _ in range(config.num_layers))
   if config.attn_length:
-    return layers + (empty_memory(batch_size, config.attn_length,
-                                  config.rnn_size),)
+    memory = empty_memory(batch_size, config.attn_length, config.rnn_size)
+    if generation:
+      memory = projected(memory, config.attn_size)
+    return layers + (memory,)
   return layers
 
 

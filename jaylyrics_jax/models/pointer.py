@@ -15,7 +15,17 @@ stamp p). The query at position P sees exactly the entries with
 P - length <= stamp <= P - 1, whether the text comes as one window or one
 character at a time (tested), so sampling can repeat a line the way songs do.
 The memory is a ring buffer: entry p lives in slot p mod length.
+
+Generation reads one character per step with fixed parameters, so it keeps
+a `ProjectedMemory` (`projected`): the entries' key projections and unit
+vectors, computed once when an entry is written instead of for all
+`length` entries at every step (the key projection of 1,000 entries was
+most of a step's time). Training keeps the plain memory: its projections
+must follow the parameters as they change.
 """
+
+from typing import Any
+
 
 import flax.linen as nn
 import flax.struct
@@ -37,6 +47,25 @@ class PointerMemory:
   count: jax.Array
 
 
+@flax.struct.dataclass
+class ProjectedMemory(PointerMemory):
+  """A `PointerMemory` for generation: `keys` hold the entries' unit
+  vectors h / |h| and `proj` <float32>[B, L, attn_size] their key
+  projections (the same scores as the plain memory, each entry projected
+  once)."""
+  proj: Any = None
+
+
+def projected(memory: PointerMemory, attn_size: int) -> ProjectedMemory:
+  """An empty (`empty_memory`) memory as a `ProjectedMemory`, for
+  generation (the zero keys of an empty memory are their own unit
+  vectors)."""
+  b, length, _ = memory.keys.shape
+  return ProjectedMemory(memory.keys, memory.values, memory.stamps,
+                         memory.pending, memory.count,
+                         jnp.zeros((b, length, attn_size), jnp.float32))
+
+
 def empty_memory(batch_size: int, length: int, hidden_size: int
                  ) -> PointerMemory:
   return PointerMemory(
@@ -45,6 +74,10 @@ def empty_memory(batch_size: int, length: int, hidden_size: int
       stamps=jnp.full((batch_size, length), EMPTY, jnp.int32),
       pending=jnp.zeros((batch_size, hidden_size), jnp.float32),
       count=jnp.zeros((batch_size,), jnp.int32))
+
+
+def _unit(v: jax.Array) -> jax.Array:
+  return v * jax.lax.rsqrt(jnp.sum(v * v, -1, keepdims=True) + 1e-6)
 
 
 class PointerMixture(nn.Module):
@@ -73,7 +106,6 @@ class PointerMixture(nn.Module):
     # Candidates: the ring, the pending position (its next character is
     # inputs[:, 0]) and this window's positions (the last one's next
     # character is unknown: no query can see it, see the stamps below).
-    keys = jnp.concatenate([memory.keys, memory.pending[:, None], hidden], 1)
     values = jnp.concatenate(
         [memory.values, inputs, jnp.zeros((b, 1), jnp.int32)], 1)
     stamps = jnp.concatenate(
@@ -83,17 +115,28 @@ class PointerMixture(nn.Module):
                 self.min_distance))                                # [B,T,K]
 
     query = nn.Dense(self.attn_size, name='query')(hidden)
-    key = nn.Dense(self.attn_size, use_bias=False, name='key')(keys)
-    scores = jnp.einsum('btd,bkd->btk', query, key) / jnp.sqrt(
-        float(self.attn_size))
+    key_layer = nn.Dense(self.attn_size, use_bias=False, name='key')
     # Plus a neural-cache term, theta * cos(h_t, h_j), theta learned from 10:
     # from the first step the pointer already matches similar contexts
     # (Grave et al.'s cache), and training sharpens it.
     log_theta = self.param('log_theta', nn.initializers.constant(jnp.log(10.0)),
                            ())
-    unit = lambda v: v * jax.lax.rsqrt(jnp.sum(v * v, -1, keepdims=True) + 1e-6)
-    scores += jnp.exp(log_theta) * jnp.einsum('bth,bkh->btk', unit(hidden),
-                                              unit(keys))
+    root = jnp.sqrt(float(self.attn_size))
+    theta = jnp.exp(log_theta)
+    unit_hidden = _unit(hidden)
+    fresh = jnp.concatenate([memory.pending[:, None], hidden], 1)
+    if isinstance(memory, ProjectedMemory):
+      # The ring's projections are stored; only the new entries are made.
+      fresh_keys = key_layer(fresh)
+      scores = jnp.concatenate([
+          jnp.einsum('btd,bkd->btk', query, memory.proj) / root +
+          theta * jnp.einsum('bth,bkh->btk', unit_hidden, memory.keys),
+          jnp.einsum('btd,bkd->btk', query, fresh_keys) / root +
+          theta * jnp.einsum('bth,bkh->btk', unit_hidden, _unit(fresh))], -1)
+    else:
+      keys = jnp.concatenate([memory.keys, fresh], 1)
+      scores = jnp.einsum('btd,bkd->btk', query, key_layer(keys)) / root
+      scores += theta * jnp.einsum('bth,bkh->btk', unit_hidden, _unit(keys))
     scores = jnp.where(visible, scores, -jnp.inf)
     sentinel = nn.Dense(1, name='sentinel')(hidden)              # [B, T, 1]
     weights = jax.nn.softmax(jnp.concatenate([scores, sentinel], -1), -1)
@@ -121,7 +164,14 @@ class PointerMixture(nn.Module):
                              positions[:, :-1]], 1)[:, -new_keys.shape[1]:]
     slots = slots % self.length
     rows = jnp.arange(b)[:, None]
-    memory = PointerMemory(
+    extra = {}
+    if isinstance(memory, ProjectedMemory):
+      kept = new_keys.shape[1]
+      new_keys = _unit(fresh[:, :-1])[:, -kept:]
+      extra['proj'] = memory.proj.at[rows, slots].set(
+          fresh_keys[:, :-1][:, -kept:])
+    memory = type(memory)(
+        **extra,
         keys=memory.keys.at[rows, slots].set(new_keys),
         values=memory.values.at[rows, slots].set(new_values),
         stamps=memory.stamps.at[rows, slots].set(new_stamps),

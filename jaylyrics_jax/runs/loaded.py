@@ -9,6 +9,7 @@ at hand (the decoding controls that need it fall back without it).
 import dataclasses
 from typing import Callable
 
+from jaylyrics_jax.config import LineConfig
 from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.generation.songwriter import Songwriter
@@ -30,10 +31,11 @@ class Run:
   valid_text: str | None
 
   def songwriter(self, config: SamplingConfig = SamplingConfig(),
-                 warn: Callable[[str], None] = lambda message: None
-                 ) -> Songwriter:
+                 warn: Callable[[str], None] = lambda message: None,
+                 writer: LineConfig | None = LineConfig()) -> Songwriter:
     """A `Songwriter` writing with this run."""
-    return Songwriter(self.model, self.mixture, self.train_text, config, warn)
+    return Songwriter(self.model, self.mixture, self.train_text, config, warn,
+                      writer)
 
 
 def load_run(workdir: str, which: str = 'best', cache_size: int = -1,

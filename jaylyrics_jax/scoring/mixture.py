@@ -20,7 +20,7 @@ distribution is the weighted sum of
                each, p(w) = sum over entries with next char w of
                softmax(theta * <h_t, h_i>);
   ngram        the interpolated Kneser-Ney n-gram (`ngram.KneserNey`): its
-               tables as sorted int32 keys searched with `jnp.searchsorted`,
+               tables as sorted int32 keys searched by `ngram.lookup`,
                and the ids of the n-grams ending at the last character in the
                carry;
   ngram_cache  the Witten-Bell n-gram of the text read so far: the history,
@@ -160,7 +160,7 @@ def initial_carry(model_config: ModelConfig, spec: MixtureSpec,
   window = spec.cache_size if spec.weights[1] > 0 else 0
   capacity = history_length if spec.weights[3] > 0 else 0
   return MixtureCarry(
-      model=zero_carries(model_config, 1),
+      model=zero_carries(model_config, 1, generation=True),
       query=jnp.zeros((hidden,), jnp.float32),
       has_query=jnp.zeros((), bool),
       cache_keys=jnp.zeros((window, hidden), jnp.float32),

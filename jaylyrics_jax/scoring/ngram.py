@@ -429,9 +429,47 @@ def max_width(starts: np.ndarray) -> int:
   return max(1, int(np.max(np.diff(starts), initial=0)))
 
 
+def insertion_index(keys: jax.Array, queries: jax.Array,
+                    side: str = 'left') -> jax.Array:
+  """`jnp.searchsorted(keys, queries, side)` for sorted 1-D `keys` <[G]>,
+  without a loop: the keys in blocks of B ~ sqrt(G), each query is compared
+  with every block's last key, then with every key of its block (two
+  vectorised passes of ~2 sqrt(G) comparisons).
+
+  `jnp.searchsorted`'s default method is a `while` loop: a round trip to the
+  host per iteration on a GPU. Its loop-free methods were slower on CPU
+  inside the sampling scan: `'scan_unrolled'` (XLA recomputes the unrolled
+  steps in several fusions) and `'compare_all'` (O(G) a query); BUILD_NOTES.md,
+  "Sampling without host round trips".
+
+  Returns <int32>[queries.shape]: how many keys are < each query ('left')
+  or <= it ('right').
+  """
+  n = keys.shape[0]
+  queries = jnp.asarray(queries, keys.dtype)
+  if n == 0:
+    return jnp.zeros(queries.shape, jnp.int32)
+  if side == 'left':
+    below = lambda k: k < queries[..., None]
+  else:
+    below = lambda k: k <= queries[..., None]
+  size = 1 << ((n.bit_length() + 1) // 2)  # A power of two >= sqrt(n).
+  blocks = -(-n // size)
+  # Each block's last key (the last block may be short); the blocks wholly
+  # below a query come first, and its answer lies in the next one.
+  ends = np.minimum(np.arange(1, blocks + 1) * size, n) - 1
+  first = jnp.minimum(jnp.sum(below(keys[ends]), axis=-1, dtype=jnp.int32),
+                      blocks - 1)
+  # Positions past the end read the last key: counted only when every key
+  # is below the query, and the answer is clipped to n.
+  block = keys[jnp.minimum(first[..., None] * size + jnp.arange(size), n - 1)]
+  inside = jnp.sum(below(block), axis=-1, dtype=jnp.int32)
+  return jnp.minimum(first * size + inside, n)
+
+
 def lookup(keys: jax.Array, queries: jax.Array) -> jax.Array:
   """Index of each query in sorted `keys`, -1 where absent (or query < 0)."""
-  idx = jnp.minimum(jnp.searchsorted(keys, queries), keys.shape[0] - 1)
+  idx = jnp.minimum(insertion_index(keys, queries), keys.shape[0] - 1)
   return jnp.where((queries >= 0) & (keys[idx] == queries), idx, -1)
 
 

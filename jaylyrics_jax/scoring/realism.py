@@ -23,6 +23,17 @@ texts weigh by their size.
   fluency_bpc        bits per character (spaces included) under an
                      interpolated Kneser-Ney 5-gram of the training text: a
                      model other than the one that generated the text.
+  finished_lines     share of complete lines that end on a finished word:
+                     the last word that a general-purpose Chinese word
+                     segmenter (jieba, dictionary only) finds in the line
+                     has two or more characters. A line cut mid-phrase to
+                     land on a rhyme (我可以电线 -> 电/线 split, 你说是片)
+                     ends on a one-character fragment.
+  word_chars         share of characters inside multi-character dictionary
+                     words (by the same segmenter).
+
+The word figures judge samples only: the segmenter's dictionary never
+steers generation.
 
 `reference_pieces` cuts the validation text into pieces of a given length,
 each starting at a line start, for the same report: the real songs' figures
@@ -46,9 +57,9 @@ RARE_COUNT = 3
 FLUENCY_ORDER = 5
 RHYME_MIN_LINE = 3
 
-FIGURES = ('mean_line_length', 'one_char_lines', 'self_repetition',
-           'training_copies', 'rhyme_rate', 'identical_ends', 'distinct_2',
-           'rare_chars', 'fluency_bpc')
+FIGURES = ('mean_line_length', 'one_char_lines', 'finished_lines',
+           'word_chars', 'self_repetition', 'training_copies', 'rhyme_rate',
+           'identical_ends', 'distinct_2', 'rare_chars', 'fluency_bpc')
 
 
 def complete_lines(text: str) -> list[str]:
@@ -83,6 +94,32 @@ def rhyme_pairs(lines: Sequence[str]) -> tuple[int, int, int]:
   return eligible, rhymed, identical
 
 
+@functools.lru_cache(maxsize=1)
+def _segmenter():
+  import jieba  # pylint: disable=g-import-not-at-top
+  jieba.setLogLevel(60)  # Its dictionary-loading messages are not ours.
+  return jieba
+
+
+@functools.lru_cache(maxsize=4096)
+def segment(line: str) -> tuple[str, ...]:
+  """The dictionary words of one line (jieba, no HMM for unknown words:
+  a fragment the dictionary does not know stays single characters)."""
+  return tuple(_segmenter().lcut(line, HMM=False))
+
+
+def word_counts(lines: Sequence[str]) -> tuple[int, int, int]:
+  """(lines ending on a word of 2+ characters, characters inside words of
+  2+ characters, characters) over `lines`."""
+  finished = inside = chars = 0
+  for line in lines:
+    words = segment(line)
+    finished += len(words[-1]) >= 2
+    inside += sum(len(w) for w in words if len(w) >= 2)
+    chars += len(line)
+  return finished, inside, chars
+
+
 @dataclasses.dataclass(frozen=True)
 class Judge:
   """What the report compares against: the run's training text, its
@@ -92,12 +129,14 @@ class Judge:
   copy_grams: frozenset
   char_counts: dict
   fluency: ngram.KneserNey | None
+  words: bool = True
 
 
 def make_judge(train_text: str, vocab: Vocabulary,
                fluency: bool = True) -> Judge:
-  """The judge of `train_text`; fluency=False skips the 5-gram (the
-  fluency figure is then nan), for scoring candidates quickly."""
+  """The judge of `train_text`; fluency=False skips the 5-gram and the word
+  segmenter (those figures are then nan), for scoring candidates
+  quickly."""
   counts = {}
   for ch in train_text:
     counts[ch] = counts.get(ch, 0) + 1
@@ -105,7 +144,7 @@ def make_judge(train_text: str, vocab: Vocabulary,
   kn = (ngram.fit_kneser_ney(ids, vocab.size, FLUENCY_ORDER)
         if fluency and len(ids) else None)
   return Judge(train_text, vocab, gram_set(train_text, COPY_N),
-               counts, kn)
+               counts, kn, words=fluency)
 
 
 def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
@@ -117,8 +156,12 @@ def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
   distinct = []
   chars = rare = 0
   nll_bits = scored = 0.0
+  finished = inside = word_chars = 0
   for text in texts:
     lines = complete_lines(text)
+    if judge.words:
+      f, w, c = word_counts(lines)
+      finished, inside, word_chars = finished + f, inside + w, word_chars + c
     lines_total += len(lines)
     line_chars += sum(map(len, lines))
     one_char += sum(len(line) == 1 for line in lines)
@@ -147,6 +190,10 @@ def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
   return {
       'mean_line_length': ratio(line_chars, lines_total),
       'one_char_lines': ratio(one_char, lines_total),
+      'finished_lines': (ratio(finished, lines_total) if judge.words
+                         else float('nan')),
+      'word_chars': (ratio(inside, word_chars) if judge.words
+                     else float('nan')),
       'self_repetition': ratio(repeated4, grams4),
       'training_copies': ratio(copied8, grams8),
       'rhyme_rate': ratio(rhymed, eligible),
@@ -169,7 +216,7 @@ def reference_pieces(valid_text: str, length: int, count: int) -> list[str]:
           for p in picks]
 
 
-def line_length_bounds(train_text: str, low: float = 0.05,
+def line_length_bounds(train_text: str, low: float = 0.1,
                        high: float = 0.95) -> tuple[int, int, int]:
   """The `low` quantile, the lower quartile and the `high` quantile of the
   training text's line lengths: the decoder's default shortest line, the

@@ -252,9 +252,9 @@ def test_chunks_give_the_text_of_one_scan(tiny_model):
   train = '春夏秋冬 风花雪月 天边前 你雨 春夏 '
   args = (params, config, vocab, '春', jax.random.key(2), 50,
           SamplingConfig(lines=0), 2)
-  one = lyrics.sample_text(*args, train_text=train)
+  one = lyrics.sample_text(*args, train_text=train, writer=None)
   done = []
-  chunked = lyrics.sample_text(*args, train_text=train, chunk=7,
+  chunked = lyrics.sample_text(*args, train_text=train, chunk=7, writer=None,
                                on_chunk=done.append)
   assert chunked == one
   assert done == [7, 14, 21, 28, 35, 42, 49, 50]
@@ -265,7 +265,7 @@ def test_same_key_same_lyrics_and_lines_cut(tiny_model):
   c = SamplingConfig(lines=3, min_line=2, max_line=4)
   write = lambda k: lyrics.sample_text(params, config, vocab, '春',
                                        jax.random.key(k), 60, c,
-                                       num_samples=2)
+                                       num_samples=2, writer=None)
   assert write(1) == write(1) != write(2)
   for text in write(1):
     assert text.count(' ') == 3 and text.endswith(' ')
@@ -278,7 +278,7 @@ def test_best_of_keeps_the_best_scoring_candidate(tiny_model):
   c = SamplingConfig(best_of=5, lines=4)
   groups = lyrics.sample_candidates(params, config, vocab, '春',
                                     jax.random.key(3), 40, c, num_samples=2,
-                                    train_text=train)
+                                    train_text=train, writer=None)
   judge = realism.make_judge(train, vocab, fluency=False)
   for group in groups:
     assert len(group) == 5
@@ -287,7 +287,8 @@ def test_best_of_keeps_the_best_scoring_candidate(tiny_model):
     assert scores == [g.score for g in group]
     assert scores[0] == max(scores) and len(set(scores)) > 1
   texts = lyrics.sample_text(params, config, vocab, '春', jax.random.key(3),
-                             40, c, num_samples=2, train_text=train)
+                             40, c, num_samples=2, train_text=train,
+                             writer=None)
   assert texts == [group[0].text for group in groups]
   # The candidates are the rows of one draw of 2 x 5 with the same key.
   decoder = decoding.build_decoder(dataclasses.replace(c, best_of=1), vocab,

@@ -124,7 +124,8 @@ def tiny_model():
 def test_same_key_same_sample_other_key_other_sample(tiny_model):
   vocab, config, params = tiny_model
   draw = lambda seed: sample_text(params, config, vocab, '春夏',
-                                  jax.random.key(seed), length=40)[0]
+                                  jax.random.key(seed), length=40,
+                                  writer=None)[0]
   assert draw(1) == draw(1)
   assert draw(1) != draw(2)
   assert draw(1).startswith('春夏') and len(draw(1)) == 42
@@ -169,7 +170,7 @@ def test_unknown_seed_characters(tiny_model):
   with pytest.raises(JaylyricsError, match="'晴'"):
     sample_text(params, config, vocab, '晴春', jax.random.key(0), length=5)
   text = sample_text(params, config, vocab, '晴春', jax.random.key(0),
-                     length=5, unknown='skip')[0]
+                     length=5, unknown='skip', writer=None)[0]
   assert text.startswith('春') and len(text) == 6
   with pytest.raises(JaylyricsError, match='empty'):
     sample_text(params, config, vocab, '晴', jax.random.key(0), length=5,

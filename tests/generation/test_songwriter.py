@@ -1,4 +1,4 @@
-"""The songwriter behind the demo page, and its JSON API (no browser)."""
+"""The songwriter behind the demo page (its JSON API: test_web_requests.py)."""
 
 import jax
 import pytest
@@ -23,7 +23,7 @@ def writer():
                        num_layers=1)
   model = LoadedModel(init_params(config, jax.random.key(0)), config, vocab,
                       {'valid_loss': 3.0}, 7)
-  return Songwriter(model, None, text)
+  return Songwriter(model, None, text, writer=None)  # A character at a time.
 
 
 def test_write_gives_the_lines_asked_for_rhyming(writer):
@@ -85,39 +85,3 @@ def test_bad_requests_are_refused_with_the_problem(writer, call, match):
   with pytest.raises(JaylyricsError, match=match):
     call(writer)
 
-
-def test_json_api(writer):
-  pytest.importorskip('fastapi', reason="pip install -e '.[demo]'")
-  from fastapi.testclient import TestClient  # pylint: disable=g-import-not-at-top
-  from experiments import web_app  # pylint: disable=g-import-not-at-top
-  client = TestClient(web_app.make_app(writer, '/nonexistent'))
-  page = client.get('/')
-  assert page.status_code == 200 and '<meta charset="utf-8">' in page.text
-  assert client.get('/api/facts').json() == {
-      'step': 7, 'valid_bpc': pytest.approx(3.0 / 0.6931471805599453),
-      'vocab_size': writer.model.vocab.size}
-  assert client.get('/loss.png').status_code == 404
-  ok = client.post('/api/write', json={'seed': '春', 'lines': 3,
-                                       'rng_seed': 1}).json()
-  assert len(ok['lines']) == 3 and ok['lines'][0]['text'].startswith('春')
-  assert ok == writer.write('春', 3, rng_seed=1).to_dict()
-  for body, message in (
-      ({'seed': '晴', 'lines': 3}, "'晴'"),
-      ({'seed': '', 'lines': 3}, 'empty'),
-      ({'seed': '春', 'lines': 'abc'}, 'whole number'),
-      ({'seed': '春', 'lines': 2.5}, 'whole number'),
-      ({'seed': '春', 'temperature': 'hot'}, 'temperature must be a number'),
-      ({'seed': '春', 'best_of': 100}, 'best_of=100'),
-      ({'seed': 5}, 'seed must be text'),
-      ([1, 2], 'JSON object')):
-    res = client.post('/api/write', json=body)
-    assert res.status_code == 400 and message in res.json()['error'], body
-  assert client.post('/api/write', content=b'not json').status_code == 400
-  texts = [line['text'] for line in ok['lines']]
-  new = client.post('/api/rewrite', json={'lines': texts, 'index': 1,
-                                          'seed': '春', 'rng_seed': 9}).json()
-  assert [new['lines'][i]['text'] for i in (0, 2)] == [texts[0], texts[2]]
-  bad = client.post('/api/rewrite', json={'lines': texts, 'seed': '春'})
-  assert bad.status_code == 400 and 'index' in bad.json()['error']
-  # Still serving after the errors.
-  assert client.post('/api/write', json={'seed': '春'}).status_code == 200

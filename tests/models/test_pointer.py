@@ -42,6 +42,21 @@ def test_step_by_step_and_chunks_equal_whole_window(apply_and_params):
     np.testing.assert_array_equal(carry[-1].count, whole_carry[-1].count)
 
 
+def test_generation_memory_gives_the_same_outputs(apply_and_params):
+  # Each entry's key projected once when written (zero_carries(...,
+  # generation=True)) scores as the plain memory, also after the ring wraps.
+  apply, params = apply_and_params
+  tokens = jax.random.randint(jax.random.key(4), (2, 13), 0, 11)
+  whole, _ = apply({'params': params}, tokens, zero_carries(CONFIG, 2))
+  for cuts in ([(t, t + 1) for t in range(13)], [(0, 4), (4, 7), (7, 13)]):
+    carry, parts = zero_carries(CONFIG, 2, generation=True), []
+    for a, b in cuts:
+      log_probs, carry = apply({'params': params}, tokens[:, a:b], carry)
+      parts.append(log_probs)
+    np.testing.assert_allclose(jnp.concatenate(parts, 1), whole, atol=2e-6)
+    assert carry[-1].proj.shape == (2, CONFIG.attn_length, CONFIG.attn_size)
+
+
 def test_output_is_a_distribution(apply_and_params):
   apply, params = apply_and_params
   tokens = jax.random.randint(jax.random.key(3), (3, 9), 0, 11)

@@ -199,6 +199,35 @@ def test_flipped_bytes_are_caught_by_the_digest(finished_run, tmp_path):
   assert model.step != result.step and 'digest' in warnings[0]
 
 
+def test_changed_values_under_the_saved_digest_are_caught(finished_run,
+                                                          tmp_path):
+  """One parameter changed after the save, the digest saved with the step
+  kept: the digest covers the values, not just the shapes."""
+  _, config, result = finished_run
+  workdir = tmp_path / 'copy'
+  shutil.copytree(config.workdir, workdir)
+  tree, meta, _ = checkpointing.restore(str(workdir), abstract_tree,
+                                        step=result.step)
+  leaves, treedef = jax.tree.flatten(tree)
+  i = next(i for i, leaf in enumerate(leaves)
+           if np.issubdtype(np.asarray(leaf).dtype, np.floating))
+  changed = np.array(leaves[i])
+  changed.flat[0] += 1.0
+  leaves[i] = jax.numpy.asarray(changed)
+  manager = checkpointing.open_manager(str(workdir))
+  manager.delete(result.step)
+  manager.save(result.step, args=checkpointing.ocp.args.Composite(
+      state=checkpointing.ocp.args.StandardSave(
+          jax.tree.unflatten(treedef, leaves)),
+      meta=checkpointing.ocp.args.JsonSave(meta)),
+               metrics={'valid_loss': 1.0})
+  manager.wait_until_finished()
+  manager.close()
+  warnings = []
+  model = jl.load_model(str(workdir), which='latest', warn=warnings.append)
+  assert model.step != result.step and 'digest' in warnings[0]
+
+
 def test_no_checkpoint_is_a_clear_error(tmp_path):
   with pytest.raises(JaylyricsError, match='No checkpoint'):
     jl.load_model(str(tmp_path))

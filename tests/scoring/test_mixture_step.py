@@ -141,7 +141,7 @@ def test_sampling_with_a_mixture(setup):
   key = jax.random.key(7)
   sample = lambda k, m, config=SamplingConfig(): lyrics.sample_text(
       model.params, model.model_config, model.vocab, '春风', k, length=40,
-      config=config, num_samples=3, mixture=m)
+      config=config, num_samples=3, mixture=m, writer=None)
   one = sample(key, mix)
   assert one == sample(key, mix) != sample(jax.random.key(8), mix)
   assert len(set(one)) == 3 and all(len(t) == 42 for t in one)

@@ -1,11 +1,15 @@
 """The jitted train and eval steps."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.config import TrainConfig
+from jaylyrics_jax.models.charlm import CharLM
+from jaylyrics_jax.models.charlm import zero_carries
 from jaylyrics_jax.training.steps import create_train_state
 from jaylyrics_jax.training.steps import make_optimizer
 from jaylyrics_jax.training.steps import make_train_step
@@ -90,6 +94,36 @@ def test_gradient_clipping_bounds_the_update():
   # Adam's first step is lr * sign(g) whatever the scale: clipping must not
   # change that, but it must leave a finite, bounded update.
   np.testing.assert_allclose(updates['w'], -1e-3, rtol=1e-3)
+
+
+def test_each_step_draws_its_own_dropout_masks():
+  """The dropout key is folded with the step count: the same state and
+  batch at another count draw other masks (another loss), at the same count
+  the same ones (which is what lets a resumed run continue exactly)."""
+  state, step = _setup()
+  loss = lambda s: float(step(s, _batch(), jax.random.key(1))[1]['loss'])
+  copy = lambda: jax.tree.map(jnp.copy, state)
+  at_zero = loss(copy())
+  assert loss(copy()) == at_zero
+  assert loss(copy().replace(step=jnp.asarray(5, jnp.int32))) != at_zero
+
+
+def test_the_carry_goes_on_to_the_next_window():
+  """After a step, state.carry is the hidden state at the end of the window:
+  where the next window starts (truncated backpropagation through time)."""
+  model = dataclasses.replace(MODEL, dropout=0.0)
+  tx = make_optimizer(TrainConfig(batch_size=4, seq_length=6), 100)
+  state = create_train_state(model, tx, 4, jax.random.key(0))
+  params = jax.tree.map(jnp.copy, state.params)
+  inputs, targets = _batch()
+  state, _ = make_train_step(model, tx)(state, (inputs, targets),
+                                        jax.random.key(1))
+  _, want = CharLM(model).apply({'params': params}, inputs,
+                                zero_carries(model, 4))
+  assert jax.tree.structure(state.carry) == jax.tree.structure(want)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               state.carry, want)
+  assert float(jnp.max(jnp.abs(state.carry[0][0]))) > 0.01
 
 
 def test_nonfinite_step_is_recorded():

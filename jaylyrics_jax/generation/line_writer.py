@@ -1,0 +1,425 @@
+"""The line writer: lyrics written a whole line at a time.
+
+A songwriter tries whole lines and keeps one that says something, has a
+usual length and lands on the rhyme; cutting a phrase wherever a rhyming
+character fits reads as broken (我可以电线). So for every line:
+
+1. K candidate lines are drawn in one vmapped `lax.scan`, all from the same
+   state (the model's carry and the decoding controls' states after the
+   lines chosen so far). The per-character controls that keep text clean
+   (no-repeat, max-copy, the shortest line) run inside the draw as hard
+   filters; nothing pushes a rhyme into the middle of a phrase.
+2. A candidate ends where the model itself writes a line break. One that
+   reaches `max_line` characters without one is capped: it fails.
+3. Each candidate gets the documented score (`line_scores`):
+
+     score = mean log-probability per character, the line break included,
+             under the generating distribution (before the controls)
+           + length_weight * log P(line length)
+
+   where P is the training text's line-length distribution (add-half
+   smoothed). The chosen line is, in order: uncapped (and, when
+   rewriting, different from the line it replaces); rhyming, when the
+   rhyme scheme gives the line a rhyme group and any candidate ends in
+   it; then the best score.
+4. The chosen line is read again from the line's start (a batch-1 scan), so
+   the next line continues from exactly its state.
+
+A rhyme scheme (`LineConfig.rhyme_scheme`) names the lines that rhyme:
+AABB (couplets), ABAB (alternate lines), AAAA (one rhyme throughout) or
+free. AABB and ABAB rhyme anew every four lines, as songs change rhyme from
+stanza to stanza. A letter's rhyme group is the one `SamplingConfig.rhyme`
+names for A (auto: none), otherwise that of the stanza's first chosen line
+of that letter that ends on a character with a group. A line "rhymes" when
+its last character is in its letter's group and differs from the previous
+line's last character. A candidate is also not allowed when it repeats a
+line already written (one of the last SEEN_LINES) or writes one character
+three times in a row.
+
+Everything runs on the device: a verse of `LINES_PER_CALL` lines is one
+compiled program (a scan over lines around the scan over characters),
+vmapped over samples; longer texts call it again from the state it left.
+"""
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaylyrics_jax.config import LineConfig
+from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.config import SamplingConfig
+from jaylyrics_jax.data import rhyme
+from jaylyrics_jax.data.vocab import Vocabulary
+from jaylyrics_jax.errors import JaylyricsError
+from jaylyrics_jax.generation import controls
+from jaylyrics_jax.generation import processors
+from jaylyrics_jax.generation import sampler
+from jaylyrics_jax.generation.sampler import DecodeState
+from jaylyrics_jax.scoring.mixture import DeviceMixture
+from jaylyrics_jax.scoring.mixture import MixtureSpec
+
+LINES_PER_CALL = 8
+# Which letter of the scheme each line takes (-1: the line need not rhyme).
+SCHEMES = {'free': (), 'AABB': (0, 0, 1, 1), 'ABAB': (0, 1, 0, 1),
+           'AAAA': (0,)}
+LETTERS = 2
+UNBOUNDED_LINE = 32  # The cap of a line when SamplingConfig.max_line is 0.
+SEEN_LINES = 64  # Lines remembered so that none is written twice.
+NO_LINE = np.iinfo(np.int32).max  # The fingerprint of an empty slot.
+
+
+@dataclasses.dataclass(frozen=True)
+class LineSpec:
+  """The static shape of the line writer (part of the compiled program).
+
+  space_id: the line break; max_len: the longest line (a longer candidate
+  is capped); candidates: K; pattern: the scheme's letters (`SCHEMES`).
+  """
+  space_id: int
+  max_len: int
+  candidates: int
+  pattern: tuple[int, ...]
+
+  @property
+  def steps(self) -> int:
+    """Characters drawn per candidate: the longest line and its break."""
+    return self.max_len + 1
+
+
+@flax.struct.dataclass
+class LineTables:
+  """rhyme_of <int32>[V]: each character's rhyme group (-1: none);
+  length_prior <float32>[max_len + 1]: log P(line length); length_weight
+  <float32>[]; targets <int32>[LETTERS]: each letter's rhyme group to start
+  with (-1: the first line of that letter sets it); avoid <int32>[steps]:
+  a line (its characters then the break, padded with -1) that the chosen
+  line must differ from, all -1 for none."""
+  rhyme_of: jax.Array
+  length_prior: jax.Array
+  length_weight: jax.Array
+  targets: jax.Array
+  avoid: jax.Array
+
+
+@flax.struct.dataclass
+class VerseState:
+  """Where a verse stands: the sampler's state after the last chosen line
+  (its token the line break, not yet read), each letter's rhyme group
+  (-1: not set yet), the last line's last character (-1: none), the index
+  of the line being written, the characters it already has (a seed's) and
+  the fingerprints of the last SEEN_LINES lines written (`line_hash`)."""
+  decode: DecodeState
+  targets: jax.Array
+  prev_end: jax.Array
+  line: jax.Array
+  line_len: jax.Array
+  seen: jax.Array
+
+
+def empty_seen() -> jax.Array:
+  """<int32>[SEEN_LINES]: no line written yet."""
+  return jnp.full((SEEN_LINES,), NO_LINE, jnp.int32)
+
+
+@flax.struct.dataclass
+class LineChoice:
+  """One line's draw: every candidate's characters and their
+  log-probabilities <[K, steps]>, its score, allowed flag (ended by a break
+  within max_len, no line written before, no character three times in a
+  row, not the line to avoid) and rhyme flag <[K]>, and the chosen
+  line: its index `best`, its characters with the break <int32>[steps]
+  (`keep` of them), the sum of their log-probabilities, and whether it
+  was capped (cut at max_len)."""
+  tokens: jax.Array
+  log_probs: jax.Array
+  scores: jax.Array
+  valid: jax.Array
+  rhymes: jax.Array
+  best: jax.Array
+  line: jax.Array
+  keep: jax.Array
+  log_prob: jax.Array
+  capped: jax.Array
+
+
+def line_scores(log_probs: jax.Array, first_break: jax.Array,
+                length: jax.Array, tables: LineTables) -> jax.Array:
+  """The documented score of candidates <[K]>: mean log-probability of
+  their characters and break (log_probs <float32>[K, steps], the break at
+  first_break) plus length_weight * log P(length)."""
+  n = first_break + 1
+  upto = jnp.arange(log_probs.shape[1])[None, :] < n[:, None]
+  mean = jnp.sum(jnp.where(upto, log_probs, 0.0), axis=1) / n
+  last = tables.length_prior.shape[0] - 1
+  return mean + tables.length_weight * tables.length_prior[
+      jnp.clip(length, 0, last)]
+
+
+def line_hash(tokens: jax.Array, length: jax.Array) -> jax.Array:
+  """<int32>[K]: a fingerprint of each row's first `length` characters
+  (a polynomial hash, wrapping in 32 bits; never NO_LINE in practice)."""
+  powers = jnp.cumprod(jnp.full((tokens.shape[1],), 31, jnp.int32))
+  inside = jnp.arange(tokens.shape[1])[None, :] < length[:, None]
+  return jnp.sum(jnp.where(inside, (tokens + 1) * powers[None, :], 0),
+                 axis=1) + length
+
+
+def _stutters(tokens: jax.Array, first: jax.Array) -> jax.Array:
+  """<bool>[K]: the line (before its break) has one character three
+  times in a row (公公公公)."""
+  same = (tokens[:, 2:] == tokens[:, 1:-1]) & (tokens[:, 1:-1] == tokens[:, :-2])
+  inside = jnp.arange(tokens.shape[1] - 2)[None, :] + 2 < first[:, None]
+  return jnp.any(same & inside, axis=1)
+
+
+def _where(ok: jax.Array, new: Any, old: Any) -> Any:
+  return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
+def write_line(step_fn: Callable, chain: processors.Chain,
+               tables: tuple[Any, ...], lines: LineTables, state: VerseState,
+               keys: jax.Array, spec: LineSpec
+               ) -> tuple[VerseState, LineChoice]:
+  """Draws spec.candidates lines from `state` (keys <key>[K, steps]),
+  keeps one (module docstring) and returns the state after it."""
+  steps = spec.steps
+  draw = lambda k: sampler.decode(step_fn, state.decode, k, chain, tables)
+  tokens, log_probs, _ = jax.vmap(draw)(keys)
+  is_break = tokens == spec.space_id
+  ended = jnp.any(is_break, axis=1)
+  first = jnp.argmax(is_break, axis=1)
+  length = state.line_len + first
+  fresh = ~jnp.all(jnp.where(jnp.arange(steps) <= first[:, None],
+                             tokens == lines.avoid[None, :], True), axis=1)
+  hashes = line_hash(tokens, first)
+  written = jnp.any(hashes[:, None] == state.seen[None, :], axis=1)
+  valid = (ended & (length >= 1) & (length <= spec.max_len) & fresh &
+           ~written & ~_stutters(tokens, first))
+  k = jnp.arange(spec.candidates)
+  last = jnp.where(first > 0, tokens[k, jnp.maximum(first - 1, 0)],
+                   state.decode.token)
+  if spec.pattern:
+    period = len(spec.pattern)
+    letter = jnp.asarray(spec.pattern, jnp.int32)[state.line % period]
+    if period > 1:  # Every stanza of `period` lines rhymes anew.
+      state = state.replace(targets=jnp.where(
+          state.line % period == 0, lines.targets, state.targets))
+    target = state.targets[letter]
+  else:
+    letter = target = jnp.int32(-1)
+  rhymes = ((target >= 0) & (lines.rhyme_of[last] == target) &
+            (last != state.prev_end))
+  scores = line_scores(log_probs, first, length, lines)
+  rank = 2 * valid.astype(jnp.int32) + rhymes.astype(jnp.int32)
+  best = jnp.argmax(jnp.where(rank == jnp.max(rank), scores, -jnp.inf))
+  capped = ~valid[best]
+  # A capped line is cut at the longest length (a break written there).
+  keep = jnp.where(capped, jnp.maximum(spec.max_len - state.line_len, 0) + 1,
+                   first[best] + 1)
+  line = jnp.where(jnp.arange(steps) == keep - 1, spec.space_id,
+                   tokens[best])
+  log_prob = jnp.sum(jnp.where(jnp.arange(steps) < keep, log_probs[best], 0.))
+
+  def read(st, x):  # The chosen line, read again from the line's start.
+    token, inside = x
+    logits, carry = step_fn(st.carry, st.token)
+    _, procs = chain.update(logits, st.processors, st.token, tables)
+    return _where(inside, DecodeState(carry, token, procs), st), None
+
+  decoded = jax.lax.scan(read, state.decode, (line, jnp.arange(steps) < keep))[0]
+  end = jnp.where(keep > 1, line[jnp.maximum(keep - 2, 0)], state.decode.token)
+  group = lines.rhyme_of[end]
+  targets = jnp.where((jnp.arange(LETTERS) == letter) & (state.targets < 0) &
+                      (group >= 0), group, state.targets)
+  seen = state.seen.at[state.line % SEEN_LINES].set(
+      jnp.where(capped, NO_LINE, hashes[best]))
+  new = VerseState(decoded, targets, end, state.line + 1, jnp.int32(0), seen)
+  return new, LineChoice(tokens, log_probs, scores, valid, rhymes, best,
+                         line, keep, log_prob, capped)
+
+
+@functools.lru_cache(maxsize=16)
+def _programs(model_config: ModelConfig, chain: processors.Chain,
+              spec: MixtureSpec | None, min_copy_distance: int,
+              history_length: int, line_spec: LineSpec, padded: bool):
+  """The jitted start(params, mix_tables, tables, lines, seed_ids,
+  seed_len, line_len, line, keys <key>[R, LINES_PER_CALL, K, steps]) and
+  resume(params, mix_tables, tables, lines, states, keys): each writes
+  LINES_PER_CALL lines for R rows and returns (states, LineChoice with
+  leading axes [R, LINES_PER_CALL]). `padded`: seed_ids is padded past
+  seed_len (`sampler.ModelFunctions.padded_start_state`)."""
+  fns = sampler.model_functions(model_config, spec, min_copy_distance,
+                                history_length)
+
+  def verse(params, mix_tables, tables, lines, state, keys):
+    step_fn = functools.partial(fns.step, params, mix_tables)
+    one = lambda s, k: write_line(step_fn, chain, tables, lines, s, k,
+                                  line_spec)
+    return jax.lax.scan(one, state, keys)
+
+  @jax.jit
+  def start(params, mix_tables, tables, lines, seed_ids, seed_len, line_len,
+            line, keys):
+    if padded:
+      decoded = fns.padded_start_state(params, mix_tables, chain, tables,
+                                       seed_ids, seed_len)
+    else:
+      decoded = fns.start_state(params, mix_tables, chain, tables, seed_ids)
+    state = VerseState(decoded, lines.targets, jnp.int32(-1), line, line_len,
+                       empty_seen())
+    return jax.vmap(lambda k: verse(params, mix_tables, tables, lines, state,
+                                    k))(keys)
+
+  @jax.jit
+  def resume(params, mix_tables, tables, lines, states, keys):
+    return jax.vmap(lambda s, k: verse(params, mix_tables, tables, lines, s,
+                                       k))(states, keys)
+
+  return start, resume
+
+
+@functools.lru_cache(maxsize=4)
+def length_prior(train_text: str, max_len: int) -> np.ndarray:
+  """<float32>[max_len + 1]: log P(line length) over the training text's
+  lines, lengths above max_len counted at max_len, add-half smoothed."""
+  lengths = [min(len(line), max_len) for line in train_text.split(' ') if line]
+  counts = np.bincount(np.asarray(lengths, np.int64),
+                       minlength=max_len + 1)[:max_len + 1] + 0.5
+  counts[0] = 1e-3  # An empty line is never a line.
+  return np.log(counts / counts.sum()).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verse:
+  """One written text: the seed and the chosen lines (a space after each),
+  its lines' texts, the mean log-probability per generated character, and
+  how many of its lines were capped."""
+  text: str
+  lines: tuple[str, ...]
+  mean_log_prob: float
+  capped: int
+
+
+def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
+                 seed_ids: np.ndarray, key: jax.Array, config: SamplingConfig,
+                 writer: LineConfig, length: int, lines: int, rows: int,
+                 mixture: DeviceMixture | None, train_text: str | None,
+                 warn: Callable[[str], None] = lambda message: None,
+                 avoid: str = '',
+                 on_progress: Callable[[int], None] | None = None,
+                 pad_seed_to: int = 0) -> list[Verse]:
+  """Writes `rows` verses after the seed, whole lines only.
+
+  Stops after `lines` lines in all, the seed's included (0: no count), or
+  before the line that would take the generated characters past `length`.
+  `avoid`: a line no written line may be (rewriting one). `mixture` is the
+  part of the default inference to draw from (or None). on_progress(done)
+  is called after each compiled call of LINES_PER_CALL lines with the
+  characters written so far (the most of any row, at most `length`).
+  pad_seed_to: as in `sampler.sample_tokens`.
+  """
+  if ' ' not in vocab:
+    raise JaylyricsError(
+        'The line writer needs a vocabulary with the line break (a space); '
+        "this model has none. Pass writer=LineConfig(candidates=0) to write "
+        'character by character.')
+  space_id = vocab.chars.index(' ')
+  min_len, _, max_len = controls.line_bounds(config, train_text, warn)
+  max_len = max_len or UNBOUNDED_LINE
+  pattern = SCHEMES[writer.rhyme_scheme] if config.rhyme != 'none' else ()
+  line_spec = LineSpec(space_id, max_len, writer.candidates, pattern)
+  seed = vocab.decode(seed_ids)
+  seed_len = len(seed_ids)
+  if pad_seed_to:
+    seed_ids = np.pad(np.asarray(seed_ids), (0, pad_seed_to - seed_len))
+  # Characters the chosen lines' states read in all (sizes the no-repeat
+  # memory and the n-gram cache).
+  reach = lines * line_spec.steps if lines else length
+  total = seed_len + reach + line_spec.steps
+  # The per-character controls that run inside the draw: clean text, no
+  # rhyme forcing and no line cap (a capped candidate fails instead).
+  draw_config = dataclasses.replace(config, rhyme='none', min_line=min_len,
+                                    max_line=0, lines=0, best_of=1)
+  decoder = controls.build_decoder(draw_config, vocab, train_text, total,
+                                   warn)
+  tables = make_line_tables(vocab, config, writer, train_text, max_len,
+                            space_id, avoid)
+  spec = mixture.spec if mixture is not None else None
+  mix_tables = mixture.tables if mixture is not None else None
+  start, resume = _programs(model_config, decoder.chain, spec,
+                            config.min_copy_distance,
+                            controls.bucket(total, 256), line_spec,
+                            bool(pad_seed_to))
+  texts = [[] for _ in range(rows)]
+  log_prob = np.zeros(rows)
+  capped = np.zeros(rows, np.int64)
+  open_rows = set(range(rows))
+  seed_lines = seed.count(' ')
+  states, call = None, 0
+  while open_rows:
+    keys = jax.random.split(jax.random.fold_in(key, call), rows * (
+        LINES_PER_CALL * writer.candidates * line_spec.steps)).reshape(
+            rows, LINES_PER_CALL, writer.candidates, line_spec.steps)
+    if states is None:
+      line_len = len(seed) - (seed.rfind(' ') + 1)
+      states, choice = start(params, mix_tables, decoder.tables, tables,
+                             jnp.asarray(seed_ids, jnp.int32),
+                             jnp.int32(seed_len), jnp.int32(line_len),
+                             jnp.int32(seed_lines), keys)
+    else:
+      states, choice = resume(params, mix_tables, decoder.tables, tables,
+                              states, keys)
+    chosen, keep = np.asarray(choice.line), np.asarray(choice.keep)
+    lp, cut = np.asarray(choice.log_prob), np.asarray(choice.capped)
+    for r in sorted(open_rows):
+      for i in range(LINES_PER_CALL):
+        piece = vocab.decode(chosen[r, i, :keep[r, i]])
+        if sum(map(len, texts[r])) + len(piece) > length:
+          open_rows.discard(r)
+          break
+        texts[r].append(piece)
+        log_prob[r] += lp[r, i]
+        capped[r] += cut[r, i]
+        if lines and seed_lines + len(texts[r]) >= lines:
+          open_rows.discard(r)
+          break
+    call += 1
+    if on_progress is not None:
+      on_progress(length if not open_rows else
+                  min(length, max(sum(map(len, t)) for t in texts)))
+  out = []
+  for r in range(rows):
+    generated = sum(len(t) for t in texts[r])
+    out.append(Verse(seed + ''.join(texts[r]),
+                     tuple(t.rstrip(' ') for t in texts[r]),
+                     float(log_prob[r] / generated) if generated else 0.0,
+                     int(capped[r])))
+  return out
+
+
+def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
+                     writer: LineConfig, train_text: str | None,
+                     max_len: int, space_id: int, avoid: str) -> LineTables:
+  """The device tables of one call (traced: a new rhyme, weight or line to
+  avoid does not recompile)."""
+  first = (-1 if config.rhyme in ('auto', 'none')
+           else rhyme.group_of_text(config.rhyme))
+  if train_text is not None:
+    prior = length_prior(train_text, max_len)
+  else:
+    prior = np.zeros(max_len + 1, np.float32)
+  avoid_ids = np.full(max_len + 1, -1, np.int32)
+  if avoid:
+    ids = list(vocab.encode(avoid, unknown='skip'))[:max_len] + [space_id]
+    avoid_ids[:len(ids)] = ids
+  return LineTables(
+      rhyme_of=jnp.asarray(controls.rhyme_table(vocab.chars)),
+      length_prior=jnp.asarray(prior),
+      length_weight=jnp.float32(writer.length_weight),
+      targets=jnp.asarray([first] + [-1] * (LETTERS - 1), jnp.int32),
+      avoid=jnp.asarray(avoid_ids))

@@ -1,0 +1,205 @@
+"""The line writer: whole candidate lines, one kept by its documented score.
+
+Stub models give every candidate a different line from the same state, so
+each test can recompute, on the host, which candidate the documented rule
+must keep, and check that the writer kept it.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaylyrics_jax as jl
+from jaylyrics_jax.config import LineConfig
+from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.config import SamplingConfig
+from jaylyrics_jax.data import rhyme
+from jaylyrics_jax.data.vocab import Vocabulary
+from jaylyrics_jax.generation import line_writer
+from jaylyrics_jax.generation import processors
+from jaylyrics_jax.generation.songwriter import Songwriter
+from jaylyrics_jax.generation.sampler import DecodeState
+from jaylyrics_jax.models.charlm import init_params
+from jaylyrics_jax.scoring import realism
+
+# ' ' is id 0; 天 边 前 rhyme (an group), 你 雨 rhyme (i group), the rest not.
+CHARS = (' ', '天', '边', '前', '你', '雨', '我', '他', '的', '风', '花')
+VOCAB = Vocabulary(CHARS)
+V = len(CHARS)
+MAX_LEN = 6
+TRAIN = '我的天 你的雨 他的风 风花雪 我和你的天边 天 我他你 花的前 '
+
+
+def _stub(break_logit):
+  """Random logits from the step count and the token just read (so the
+  candidates differ), with the line break at `break_logit`."""
+  def step(carry, token):
+    key = jax.random.fold_in(jax.random.key(7), carry * V + token)
+    logits = jax.random.normal(key, (V,)) * 1.5
+    return logits.at[0].set(break_logit), carry + 1
+  return step
+
+
+def _tables(first_group=-1, avoid=()):
+  prior = line_writer.length_prior(TRAIN, MAX_LEN)
+  avoid_ids = np.full(MAX_LEN + 1, -1, np.int32)
+  avoid_ids[:len(avoid)] = avoid
+  return line_writer.LineTables(
+      rhyme_of=jnp.asarray(rhyme.rhyme_table(CHARS)),
+      length_prior=jnp.asarray(prior), length_weight=jnp.float32(1.0),
+      targets=jnp.asarray([first_group, -1], jnp.int32),
+      avoid=jnp.asarray(avoid_ids))
+
+
+def _write(step, key, tables, pattern=(), k=8, line_len=0, prev_end=-1):
+  spec = line_writer.LineSpec(0, MAX_LEN, k, pattern)
+  state = line_writer.VerseState(
+      DecodeState(jnp.int32(0), jnp.int32(6), ()), tables.targets,
+      jnp.int32(prev_end), jnp.int32(0), jnp.int32(line_len),
+      line_writer.empty_seen())
+  keys = jax.random.split(jax.random.key(key), k * spec.steps).reshape(
+      k, spec.steps)
+  fn = jax.jit(lambda s, ks: line_writer.write_line(
+      step, processors.Chain(), (), tables, s, ks, spec))
+  return jax.tree.map(np.asarray, fn(state, keys))
+
+
+def _host_view(choice, tables):
+  """Per candidate, from the drawn tokens and log-probabilities alone:
+  (allowed: a break within MAX_LEN, no character three times in a row;
+  length, documented score, last character)."""
+  prior = np.asarray(tables.length_prior)
+  out = []
+  for toks, lps in zip(choice.tokens, choice.log_probs):
+    breaks = np.flatnonzero(toks == 0)
+    if not len(breaks) or breaks[0] > MAX_LEN:
+      out.append((False, None, None, None))
+      continue
+    n = breaks[0]
+    score = lps[:n + 1].mean() + 1.0 * prior[min(n, MAX_LEN)]
+    stutters = any(toks[i] == toks[i + 1] == toks[i + 2]
+                   for i in range(n - 2))
+    out.append((n >= 1 and not stutters, n, score,
+                toks[n - 1] if n else None))
+  return out
+
+
+@pytest.mark.parametrize('key', range(6))
+def test_keeps_the_best_scoring_candidate(key):
+  tables = _tables()
+  _, choice = _write(_stub(1.0), key, tables)
+  view = _host_view(choice, tables)
+  scores = [s if ok else -np.inf for ok, _, s, _ in view]
+  assert any(ok for ok, *_ in view)
+  assert int(choice.best) == int(np.argmax(scores))
+  for (ok, _, s, _), device in zip(view, choice.scores):
+    if ok:
+      assert device == pytest.approx(s, abs=1e-5)
+  # The kept line is that candidate's characters and its break.
+  n = view[int(choice.best)][1]
+  assert int(choice.keep) == n + 1 and not choice.capped
+  np.testing.assert_array_equal(choice.line[:n + 1],
+                                choice.tokens[choice.best][:n + 1])
+
+
+def test_no_capped_line_is_kept_while_an_uncapped_one_exists():
+  tables = _tables()
+  seen_mixed = seen_all_capped = 0
+  for key in range(30):  # A rare break: most candidates run past the cap.
+    _, choice = _write(_stub(-2.0), key, tables)
+    view = _host_view(choice, tables)
+    if any(ok for ok, *_ in view):
+      seen_mixed += not all(ok for ok, *_ in view)
+      assert not choice.capped and view[int(choice.best)][0]
+    else:
+      seen_all_capped += 1
+      assert choice.capped and int(choice.keep) == MAX_LEN + 1
+      assert choice.line[MAX_LEN] == 0  # Cut at the longest line.
+  assert seen_mixed and seen_all_capped
+
+
+def test_every_kept_line_rhymes_when_any_candidate_does():
+  group = int(rhyme.rhyme_table(CHARS)[1])  # 天's group: 天 边 前.
+  tables = _tables(first_group=group)
+  rhymed = lost_on_score = 0
+  for key in range(30):
+    _, choice = _write(_stub(0.5), key, tables, pattern=(0,))
+    view = _host_view(choice, tables)
+    rhyming = [ok and last in (1, 2, 3) for ok, _, _, last in view]
+    if any(rhyming):
+      rhymed += 1
+      assert rhyming[int(choice.best)]
+      best_any = max(s for ok, _, s, _ in view if ok)
+      lost_on_score += view[int(choice.best)][2] < best_any
+  assert rhymed >= 5 and lost_on_score >= 1  # Rhyme beat a better score.
+
+
+def test_a_rewrite_never_keeps_the_line_it_replaces():
+  tables = _tables()
+  _, first = _write(_stub(1.0), 3, tables)
+  old = first.line[:int(first.keep)]
+  _, again = _write(_stub(1.0), 3, _tables(avoid=old))
+  assert not np.array_equal(again.line[:int(again.keep)], old)
+
+
+@pytest.fixture(scope='module')
+def tiny_model():
+  config = ModelConfig(vocab_size=V, embedding_size=8, rnn_size=16,
+                       num_layers=1)
+  return init_params(config, jax.random.key(0)), config
+
+
+def _sample(tiny_model, key, writer=LineConfig(candidates=4), **kwargs):
+  params, config = tiny_model
+  sampling = SamplingConfig(max_copy=0, **kwargs)
+  return jl.sample_text(params, config, VOCAB, '我的', jax.random.key(key),
+                        length=60, config=sampling, num_samples=2,
+                        train_text=TRAIN, writer=writer)
+
+
+def test_same_key_same_verse(tiny_model):
+  a, b = _sample(tiny_model, 1), _sample(tiny_model, 1)
+  assert a == b and a != _sample(tiny_model, 2)
+  for text in a:  # Whole lines only, within the length and line bounds.
+    assert text.startswith('我的') and text.endswith(' ')
+    assert len(text) - 2 <= 60
+    assert all(len(line) <= 13 for line in text.split(' '))
+
+
+def test_lines_count_the_seed_and_no_line_comes_twice(tiny_model):
+  texts = _sample(tiny_model, 4, lines=12)
+  for text in texts:
+    lines = realism.complete_lines(text)
+    assert len(lines) == 12
+    assert len(set(lines[1:])) == len(lines[1:])
+
+
+def test_the_songwriter_writes_whole_lines_and_rewrites_a_new_one(
+    tiny_model):
+  params, config = tiny_model
+  model = jl.LoadedModel(params, config, VOCAB, {}, 0)
+  writer = Songwriter(model, None, TRAIN, SamplingConfig(max_copy=0),
+                         writer=LineConfig(candidates=4))
+  song = writer.write('我的', lines=6, rng_seed=1)
+  texts = [line.text for line in song.lines]
+  assert len(texts) == 6 and texts[0].startswith('我的')
+  for index in (0, 3):
+    new = [line.text for line in
+           writer.rewrite_line(texts, index, '我的', rng_seed=2).lines]
+    assert new[index] != texts[index]
+    assert new[:index] + new[index + 1:] == texts[:index] + texts[index + 1:]
+
+
+def test_finished_lines_count_lines_that_end_on_a_word():
+  judge = realism.make_judge(TRAIN, VOCAB)
+  # 天空 and 世界 are dictionary words; 我可以电 ends on a fragment.
+  whole = realism.report(['我的天空 你的世界 '], judge)
+  cut = realism.report(['我的天空 我可以电 '], judge)
+  assert whole['finished_lines'] == 1.0 and cut['finished_lines'] == 0.5
+  assert whole['word_chars'] == 0.5  # 天空 世界: 4 of 8 characters.
+  quick = realism.report(['我的天空 '], realism.make_judge(TRAIN, VOCAB,
+                                                          fluency=False))
+  assert np.isnan(quick['finished_lines'])
