@@ -19,7 +19,7 @@ def test_benchmark_prints_one_json_line_of_figures(compilation_cache):
   for key in ('platform', 'device', 'jax_version', 'cpu_threads', 'data',
               'train_chars_per_s', 'sample_200_ms', 'sample_64x200_ms',
               'sample_200_mixture_ms', 'sample_200_controlled_ms',
-              'best_of_16_ms', 'demo_8_lines_ms',
+              'best_of_16_ms', 'demo_8_lines_ms', 'verse_8_lines_ms',
               'eval_chars_per_s'):
     assert key in figures, key
   assert figures['train_chars_per_s'] > 0 and figures['vocab_size'] > 0
