@@ -432,19 +432,33 @@ def max_width(starts: np.ndarray) -> int:
 def insertion_index(keys: jax.Array, queries: jax.Array,
                     side: str = 'left') -> jax.Array:
   """`jnp.searchsorted(keys, queries, side)` for sorted 1-D `keys` <[G]>,
-  without a loop: the keys in blocks of B ~ sqrt(G), each query is compared
-  with every block's last key, then with the B keys of its block (two
-  vectorised passes, ~2 sqrt(G) comparisons and one slice).
+  with no `while` loop on a GPU or TPU.
 
-  `jnp.searchsorted`'s default method is a `while` loop: a round trip to the
-  host per iteration on a GPU. Its loop-free methods were slower on CPU
-  inside the sampling scan: `'scan_unrolled'` (XLA recomputes the unrolled
-  steps in several fusions) and `'compare_all'` (O(G) a query); BUILD_NOTES.md,
-  "Sampling without host round trips".
+  There, a `while` reads its condition back on the host every iteration,
+  and `jnp.searchsorted`'s default method is one: the keys are searched in
+  blocks of ~sqrt(G) instead (`_blocked_index`). On CPU a `while` costs no
+  round trip and the default binary search was faster in the whole sampler
+  (every decoding control: 52.9 against 65.8 ms a sample), so the CPU keeps
+  it; `jax.lax.platform_dependent` picks when the program is lowered.
+  BUILD_NOTES.md, "Sampling without host round trips".
 
   Returns <int32>[queries.shape]: how many keys are < each query ('left')
   or <= it ('right').
   """
+  return jax.lax.platform_dependent(
+      keys, queries,
+      cpu=lambda k, q: jnp.searchsorted(k, q, side=side).astype(jnp.int32),
+      default=lambda k, q: _blocked_index(k, q, side))
+
+
+def _blocked_index(keys: jax.Array, queries: jax.Array,
+                   side: str) -> jax.Array:
+  """`insertion_index` without a loop: each query is compared with the last
+  key of every block of B ~ sqrt(G) keys, then with the B keys of its block
+  (two vectorised passes, ~2 sqrt(G) comparisons and one slice).
+  `jnp.searchsorted`'s loop-free methods were slower on CPU inside the
+  sampling scan: `'scan_unrolled'` (XLA recomputes the unrolled steps in
+  several fusions) and `'compare_all'` (O(G) a query)."""
   n = keys.shape[0]
   queries = jnp.asarray(queries, keys.dtype)
   if n == 0:
