@@ -8,8 +8,9 @@ r"""Times the parts of the sampling step that can be written more than one way.
    one search a step, and `chain_7` the seven lookups a step of max-copy's
    n-gram ids (`ngram.extend_ids`) on tables of the real copy tables' sizes.
    `jnp.searchsorted`'s methods (the default, `scan`, is a `while` loop in
-   the compiled program; `sort` only up to 2k entries, it is ms beyond) and
-   `scoring.ngram.insertion_index` (`blocked`).
+   the compiled program, what `ngram.insertion_index` runs on CPU; `sort`
+   only up to 2k entries, it is ms beyond) and the loop-free search it runs
+   on other backends (`blocked`).
 2. The whole sampler, 200 characters after a 2-character seed, batch 1,
    with every decoding control (model alone) and with the model mixed with
    a 6-gram (no control), `ngram.lookup` searching with each method
@@ -75,8 +76,8 @@ VOCAB = 2311
 def _search(sorted_values, query, method: str | None, side='right'):
   if method is None:
     return (query > sorted_values[0]).astype(jnp.int32)
-  if method == 'blocked':
-    return ngram.insertion_index(sorted_values, query, side=side)
+  if method == 'blocked':  # The GPU's search.
+    return ngram._blocked_index(sorted_values, query, side)  # pylint: disable=protected-access
   return jnp.searchsorted(sorted_values, query, side=side, method=method)
 
 
@@ -164,9 +165,8 @@ def _sampler_runs() -> dict:
   try:
     for method in SAMPLER_METHODS:
       # Traced with this method in ngram.lookup (restored below).
-      ngram.insertion_index = (library_search if method == 'blocked' else
-                               functools.partial(jnp.searchsorted,
-                                                 method=method))
+      ngram.insertion_index = functools.partial(_search, method=method,
+                                                side='left')
       for name, settings, m in (
           ('controlled', jl.SamplingConfig(mixture='tuned'), None),
           ('mixture', jl.SamplingConfig(mixture='tuned').controls_off(), mix)):

@@ -7,6 +7,17 @@ neural cache and n-grams (`scoring.mixture.DeviceMixture`: the default
 inference), compiled once per model, chain and length. Turning settings into
 a chain (`jaylyrics_jax.generation.controls`) and text into lyrics
 (`jaylyrics_jax.generation.lyrics`) happen on the host, above this module.
+
+On a GPU, a `while` loop inside the scan reads its condition back on the
+host every iteration, so the step has none there: sorted searches are
+loop-free (`draw_at`; `scoring.ngram.insertion_index` off CPU), the uniform
+numbers are drawn before the scan, and a test checks the program lowered for
+CUDA (tests/generation/test_sampler_hlo.py). Device rule: the sampler runs where
+JAX puts it (the default device); no rule moves batch-1 sampling to the
+host CPU yet. The rule to test on a GPU machine (BUILD_NOTES.md, "Sampling
+without host round trips"): batch-1 calls on the CPU when a GPU is the
+default device and `experiments.benchmark` measures `sample_200_ms` there
+above the CPU's; batches (best-of, many samples) stay on the GPU.
 """
 
 import dataclasses

@@ -432,19 +432,33 @@ def max_width(starts: np.ndarray) -> int:
 def insertion_index(keys: jax.Array, queries: jax.Array,
                     side: str = 'left') -> jax.Array:
   """`jnp.searchsorted(keys, queries, side)` for sorted 1-D `keys` <[G]>,
-  without a loop: the keys in blocks of B ~ sqrt(G), each query is compared
-  with every block's last key, then with every key of its block (two
-  vectorised passes of ~2 sqrt(G) comparisons).
+  with no `while` loop on a GPU or TPU.
 
-  `jnp.searchsorted`'s default method is a `while` loop: a round trip to the
-  host per iteration on a GPU. Its loop-free methods were slower on CPU
-  inside the sampling scan: `'scan_unrolled'` (XLA recomputes the unrolled
-  steps in several fusions) and `'compare_all'` (O(G) a query); BUILD_NOTES.md,
-  "Sampling without host round trips".
+  There, a `while` reads its condition back on the host every iteration,
+  and `jnp.searchsorted`'s default method is one: the keys are searched in
+  blocks of ~sqrt(G) instead (`_blocked_index`). On CPU a `while` costs no
+  round trip and the default binary search was faster in the whole sampler
+  (every decoding control: 52.9 against 65.8 ms a sample), so the CPU keeps
+  it; `jax.lax.platform_dependent` picks when the program is lowered.
+  BUILD_NOTES.md, "Sampling without host round trips".
 
   Returns <int32>[queries.shape]: how many keys are < each query ('left')
   or <= it ('right').
   """
+  return jax.lax.platform_dependent(
+      keys, queries,
+      cpu=lambda k, q: jnp.searchsorted(k, q, side=side).astype(jnp.int32),
+      default=lambda k, q: _blocked_index(k, q, side))
+
+
+def _blocked_index(keys: jax.Array, queries: jax.Array,
+                   side: str) -> jax.Array:
+  """`insertion_index` without a loop: each query is compared with the last
+  key of every block of B ~ sqrt(G) keys, then with the B keys of its block
+  (two vectorised passes, ~2 sqrt(G) comparisons and one slice).
+  `jnp.searchsorted`'s loop-free methods were slower on CPU inside the
+  sampling scan: `'scan_unrolled'` (XLA recomputes the unrolled steps in
+  several fusions) and `'compare_all'` (O(G) a query)."""
   n = keys.shape[0]
   queries = jnp.asarray(queries, keys.dtype)
   if n == 0:
@@ -453,18 +467,19 @@ def insertion_index(keys: jax.Array, queries: jax.Array,
     below = lambda k: k < queries[..., None]
   else:
     below = lambda k: k <= queries[..., None]
-  size = 1 << ((n.bit_length() + 1) // 2)  # A power of two >= sqrt(n).
-  blocks = -(-n // size)
-  # Each block's last key (the last block may be short); the blocks wholly
-  # below a query come first, and its answer lies in the next one.
-  ends = np.minimum(np.arange(1, blocks + 1) * size, n) - 1
-  first = jnp.minimum(jnp.sum(below(keys[ends]), axis=-1, dtype=jnp.int32),
-                      blocks - 1)
-  # Positions past the end read the last key: counted only when every key
-  # is below the query, and the answer is clipped to n.
-  block = keys[jnp.minimum(first[..., None] * size + jnp.arange(size), n - 1)]
-  inside = jnp.sum(below(block), axis=-1, dtype=jnp.int32)
-  return jnp.minimum(first * size + inside, n)
+  size = min(n, 1 << ((n.bit_length() + 1) // 2))  # ~sqrt(n), at most n.
+  # Whole blocks (each ends at a multiple of size) wholly below a query;
+  # its answer lies in the next size keys: a slice that starts there, moved
+  # back to end at the last key if it would run past it (the keys it gains
+  # are below the query, and counted).
+  first = jnp.sum(below(keys[size - 1::size]), axis=-1, dtype=jnp.int32)
+  start = jnp.minimum(first * size, n - size)
+  take = lambda s: jax.lax.dynamic_slice(keys, (s,), (size,))
+  if start.ndim:
+    block = jax.vmap(take)(start.reshape(-1)).reshape(start.shape + (size,))
+  else:
+    block = take(start)
+  return start + jnp.sum(below(block), axis=-1, dtype=jnp.int32)
 
 
 def lookup(keys: jax.Array, queries: jax.Array) -> jax.Array:

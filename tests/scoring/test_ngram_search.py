@@ -1,4 +1,4 @@
-"""`ngram.insertion_index`, the loop-free sorted search, equals numpy's."""
+"""`ngram.insertion_index` and its loop-free search equal numpy's."""
 
 import jax
 import jax.numpy as jnp
@@ -10,13 +10,17 @@ from jaylyrics_jax.scoring import ngram
 
 @pytest.mark.parametrize('size', [1, 2, 3, 7, 8, 9, 255, 256, 257, 40_000])
 @pytest.mark.parametrize('side', ['left', 'right'])
-def test_insertion_index_equals_numpy(size, side):
+@pytest.mark.parametrize('search', [
+    ngram.insertion_index,
+    ngram._blocked_index,  # What other backends than CPU run.  pylint: disable=protected-access
+])
+def test_insertion_index_equals_numpy(size, side, search):
   rng = np.random.default_rng(size)
   # Repeated keys too (a CDF with empty blocks has them).
   keys = np.sort(rng.integers(-50, 3 * size, size)).astype(np.int32)
   queries = np.concatenate([keys, keys - 1, keys + 1, [-10**6, 10**6],
                             rng.integers(-60, 3 * size + 10, 50)])
-  got = jax.jit(lambda k, q: ngram.insertion_index(k, q, side))(
+  got = jax.jit(lambda k, q: search(k, q, side))(
       jnp.asarray(keys), jnp.asarray(queries, jnp.int32))
   np.testing.assert_array_equal(got, np.searchsorted(keys, queries, side))
 
