@@ -7,10 +7,13 @@ character fits reads as broken (我可以电线). So for every line:
 1. K candidate lines are drawn in one vmapped `lax.scan`, all from the same
    state (the model's carry and the decoding controls' states after the
    lines chosen so far). The per-character controls that keep text clean
-   (no-repeat, max-copy, the shortest line) run inside the draw as hard
-   filters; nothing pushes a rhyme into the middle of a phrase.
+   (no-repeat, max-copy) run inside the draw as hard filters; nothing
+   pushes a rhyme, or a line break, into the middle of a phrase.
 2. A candidate ends where the model itself writes a line break. One that
-   reaches `max_line` characters without one is capped: it fails.
+   reaches `max_line` characters without one is capped, and one that ends
+   before `min_line` characters is too short: both fail. (Banning the
+   break before `min_line` instead made the model add one character and
+   stop: 天空 + 气.)
 3. Each candidate gets the documented score (`line_scores`):
 
      score = mean log-probability per character, the line break included,
@@ -77,13 +80,15 @@ NO_LINE = np.iinfo(np.int32).max  # The fingerprint of an empty slot.
 class LineSpec:
   """The static shape of the line writer (part of the compiled program).
 
-  space_id: the line break; max_len: the longest line (a longer candidate
+  space_id: the line break; min_len: the shortest line (a shorter
+  candidate fails); max_len: the longest line (a longer candidate
   is capped); candidates: K; pattern: the scheme's letters (`SCHEMES`).
   """
   space_id: int
   max_len: int
   candidates: int
   pattern: tuple[int, ...]
+  min_len: int = 1
 
   @property
   def steps(self) -> int:
@@ -130,11 +135,12 @@ def empty_seen() -> jax.Array:
 class LineChoice:
   """One line's draw: every candidate's characters and their
   log-probabilities <[K, steps]>, its score, allowed flag (ended by a break
-  within max_len, no line written before, no character three times in a
-  row, not the line to avoid) and rhyme flag <[K]>, and the chosen
-  line: its index `best`, its characters with the break <int32>[steps]
-  (`keep` of them), the sum of their log-probabilities, and whether it
-  was capped (cut at max_len)."""
+  within min_len..max_len characters, no line written before, no character
+  three times in a row, not the line to avoid) and rhyme flag <[K]>, and
+  the chosen line: its index `best`, its characters with the break
+  <int32>[steps] (`keep` of them), the sum of their log-probabilities, and
+  whether it was capped (no candidate was allowed and the best one ran
+  past max_len: it is cut there)."""
   tokens: jax.Array
   log_probs: jax.Array
   scores: jax.Array
@@ -198,7 +204,8 @@ def write_line(step_fn: Callable, chain: processors.Chain,
                              tokens == lines.avoid[None, :], True), axis=1)
   hashes = line_hash(tokens, first)
   written = jnp.any(hashes[:, None] == state.seen[None, :], axis=1)
-  valid = (ended & (length >= 1) & (length <= spec.max_len) & fresh &
+  valid = (ended & (length >= max(spec.min_len, 1)) &
+           (length <= spec.max_len) & fresh &
            ~written & ~_stutters(tokens, first))
   k = jnp.arange(spec.candidates)
   last = jnp.where(first > 0, tokens[k, jnp.maximum(first - 1, 0)],
@@ -217,8 +224,9 @@ def write_line(step_fn: Callable, chain: processors.Chain,
   scores = line_scores(log_probs, first, length, lines)
   rank = 2 * valid.astype(jnp.int32) + rhymes.astype(jnp.int32)
   best = jnp.argmax(jnp.where(rank == jnp.max(rank), scores, -jnp.inf))
-  capped = ~valid[best]
-  # A capped line is cut at the longest length (a break written there).
+  # Only when no candidate is allowed can the kept one run past max_len:
+  # it is then cut there (a break written at the longest length).
+  capped = ~ended[best] | (length[best] > spec.max_len)
   keep = jnp.where(capped, jnp.maximum(spec.max_len - state.line_len, 0) + 1,
                    first[best] + 1)
   line = jnp.where(jnp.arange(steps) == keep - 1, spec.space_id,
@@ -332,7 +340,8 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
   min_len, _, max_len = controls.line_bounds(config, train_text, warn)
   max_len = max_len or UNBOUNDED_LINE
   pattern = SCHEMES[writer.rhyme_scheme] if config.rhyme != 'none' else ()
-  line_spec = LineSpec(space_id, max_len, writer.candidates, pattern)
+  line_spec = LineSpec(space_id, max_len, writer.candidates, pattern,
+                       min_len)
   seed = vocab.decode(seed_ids)
   seed_len = len(seed_ids)
   if pad_seed_to:
@@ -341,9 +350,9 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
   # memory and the n-gram cache).
   reach = lines * line_spec.steps if lines else length
   total = seed_len + reach + line_spec.steps
-  # The per-character controls that run inside the draw: clean text, no
-  # rhyme forcing and no line cap (a capped candidate fails instead).
-  draw_config = dataclasses.replace(config, rhyme='none', min_line=min_len,
+  # The per-character controls that run inside the draw: clean text; no
+  # rhyme forcing and no line bounds (a candidate out of them fails).
+  draw_config = dataclasses.replace(config, rhyme='none', min_line=0,
                                     max_line=0, lines=0, best_of=1)
   decoder = controls.build_decoder(draw_config, vocab, train_text, total,
                                    warn)

@@ -54,8 +54,9 @@ def _tables(first_group=-1, avoid=()):
       avoid=jnp.asarray(avoid_ids))
 
 
-def _write(step, key, tables, pattern=(), k=8, line_len=0, prev_end=-1):
-  spec = line_writer.LineSpec(0, MAX_LEN, k, pattern)
+def _write(step, key, tables, pattern=(), k=8, line_len=0, prev_end=-1,
+           min_len=1):
+  spec = line_writer.LineSpec(0, MAX_LEN, k, pattern, min_len)
   state = line_writer.VerseState(
       DecodeState(jnp.int32(0), jnp.int32(6), ()), tables.targets,
       jnp.int32(prev_end), jnp.int32(0), jnp.int32(line_len),
@@ -119,6 +120,26 @@ def test_no_capped_line_is_kept_while_an_uncapped_one_exists():
       assert choice.capped and int(choice.keep) == MAX_LEN + 1
       assert choice.line[MAX_LEN] == 0  # Cut at the longest line.
   assert seen_mixed and seen_all_capped
+
+
+def test_a_line_shorter_than_min_len_fails_and_is_never_padded():
+  # A likely break: most candidates end after 0-2 characters.
+  tables = _tables()
+  allowed_seen = none_allowed = 0
+  for key in range(20):
+    _, choice = _write(_stub(3.0), key, tables, min_len=3)
+    view = _host_view(choice, tables)
+    allowed = [ok and n >= 3 for ok, n, _, _ in view]
+    keep = int(choice.keep)
+    # The kept line has one break, at its end, whatever was allowed.
+    assert list(choice.line[:keep]).count(0) == 1 and choice.line[keep - 1] == 0
+    if any(allowed):
+      allowed_seen += 1
+      assert allowed[int(choice.best)] and keep - 1 >= 3
+    else:
+      none_allowed += 1
+      assert not choice.capped  # It ended: kept as written, not cut.
+  assert allowed_seen and none_allowed
 
 
 def test_every_kept_line_rhymes_when_any_candidate_does():
