@@ -118,14 +118,9 @@ def sample_candidates(params: Any, model_config: ModelConfig,
     raise JaylyricsError(
         'The seed text is empty. Pass a seed of Chinese characters, e.g. '
         'seed="从前".')
-  if length < 1:
-    raise JaylyricsError(f'length must be a positive integer, got {length}.')
   seed_ids = vocab.encode(seed, unknown=unknown)
-  if len(seed_ids) == 0:
-    raise JaylyricsError(
-        'The seed text is empty (after dropping unknown characters). Pass a '
-        'seed of Chinese characters, e.g. seed="从前".')
   rows = num_samples * config.best_of
+  sampler.check_request(seed_ids, length, rows, pad_seed_to)
   mixture = for_generation(mixture, config.mixture)
   if writer is not None and writer.candidates:
     drawn = [(v.text, v.mean_log_prob) for v in line_writer.write_verses(

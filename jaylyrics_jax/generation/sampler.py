@@ -316,6 +316,29 @@ def step_keys(key: jax.Array, num_samples: int, length: int) -> jax.Array:
       jax.random.split(key, num_samples))
 
 
+def check_request(seed_ids: np.ndarray, length: int, num_samples: int,
+                  pad_seed_to: int = 0) -> None:
+  """Raises a `JaylyricsError` for a sampling request out of bounds: the
+  length, the rows (samples x candidates), their product, an empty seed, a
+  padding shorter than the seed. Every writer checks here."""
+  if not 1 <= length <= MAX_LENGTH:
+    raise JaylyricsError(f'length={length}: must be in 1..{MAX_LENGTH}.')
+  if not 1 <= num_samples <= MAX_ROWS:
+    raise JaylyricsError(f'num_samples={num_samples}: must be in '
+                         f'1..{MAX_ROWS} (samples x candidates).')
+  if num_samples * length > MAX_DRAWS:
+    raise JaylyricsError(
+        f'num_samples={num_samples} x length={length}: at most {MAX_DRAWS} '
+        'characters in one call; ask for fewer samples or characters.')
+  if len(seed_ids) == 0:
+    raise JaylyricsError(
+        'The seed text is empty (after dropping unknown characters). Pass a '
+        'seed of Chinese characters, e.g. seed="从前".')
+  if pad_seed_to and pad_seed_to < len(seed_ids):
+    raise JaylyricsError(f'pad_seed_to={pad_seed_to} is shorter than the '
+                         f'seed ({len(seed_ids)} characters).')
+
+
 def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
                   key: jax.Array, length: int, chain: processors.Chain,
                   tables: tuple[Any, ...] = (), num_samples: int = 1,
@@ -338,23 +361,8 @@ def sample_tokens(params: Any, model_config: ModelConfig, seed_ids: np.ndarray,
 
   Returns (tokens <int32>[num_samples, length], log_probs <float32>[same]).
   """
-  if not 1 <= length <= MAX_LENGTH:
-    raise JaylyricsError(f'length={length}: must be in 1..{MAX_LENGTH}.')
-  if not 1 <= num_samples <= MAX_ROWS:
-    raise JaylyricsError(f'num_samples={num_samples}: must be in '
-                         f'1..{MAX_ROWS} (samples x candidates).')
-  if num_samples * length > MAX_DRAWS:
-    raise JaylyricsError(
-        f'num_samples={num_samples} x length={length}: at most {MAX_DRAWS} '
-        'characters in one call; ask for fewer samples or characters.')
-  if len(seed_ids) == 0:
-    raise JaylyricsError(
-        'The seed text is empty (after dropping unknown characters). Pass a '
-        'seed of Chinese characters, e.g. seed="从前".')
+  check_request(seed_ids, length, num_samples, pad_seed_to)
   seed_len = len(seed_ids)
-  if pad_seed_to and pad_seed_to < seed_len:
-    raise JaylyricsError(f'pad_seed_to={pad_seed_to} is shorter than the '
-                         f'seed ({seed_len} characters).')
   if pad_seed_to:
     seed_ids = np.pad(np.asarray(seed_ids), (0, pad_seed_to - seed_len))
   seed_ids = jnp.asarray(seed_ids, jnp.int32)
