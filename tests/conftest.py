@@ -80,3 +80,38 @@ def compilation_cache(tmp_path_factory):
                str(tmp_path_factory.mktemp('xla_cache')))
   runtime.enable_compilation_cache(cache_dir)
   return cache_dir
+
+
+def tiny_songwriter(meta=None, step=7, **kwargs):
+  """A `Songwriter` over an untrained 16-unit model of made-up lyrics (its
+  vocabulary has 春天; 晴 stays unknown); kwargs go to `Songwriter`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.config import ModelConfig  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.data.corpus import clean_text  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.data.vocab import build_vocabulary  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.generation.songwriter import Songwriter  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.models.charlm import init_params  # pylint: disable=g-import-not-at-top
+  from jaylyrics_jax.runs.store import LoadedModel  # pylint: disable=g-import-not-at-top
+  text = clean_text(synthetic_lyrics(num_lines=150, seed=3)) + '春天夏秋冬 '
+  vocab = build_vocabulary(text)
+  config = ModelConfig(vocab_size=vocab.size, embedding_size=8, rnn_size=16,
+                       num_layers=1)
+  model = LoadedModel(init_params(config, jax.random.key(0)), config, vocab,
+                      {'valid_loss': 3.0} if meta is None else meta, step)
+  return Songwriter(model, None, text, **kwargs)
+
+
+# The demo page's browser tests: Debian's Chromium and its flags.
+CHROMIUM = '/usr/bin/chromium'
+BROWSER_ARGS = ['--no-sandbox', '--disable-gpu',
+                '--disable-background-networking',
+                '--disable-component-update', '--no-first-run',
+                '--disable-sync']
+
+
+def free_port() -> int:
+  """A TCP port on 127.0.0.1 that nothing listens on now."""
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]

@@ -3,31 +3,20 @@ against `python -m experiments.serve` on a free localhost port with a tiny
 trained run."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+from conftest import BROWSER_ARGS
+from conftest import CHROMIUM
 from conftest import cli_command
 from conftest import cli_env
+from conftest import free_port
 from conftest import REPO
 from conftest import synthetic_lyrics
 from jaylyrics_jax.data import rhyme
-
-CHROMIUM = '/usr/bin/chromium'
-BROWSER_ARGS = ['--no-sandbox', '--disable-gpu',
-                '--disable-background-networking',
-                '--disable-component-update', '--no-first-run',
-                '--disable-sync']
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
 
 def _start_server(workdir, corpus, cache, port, log, deadline=180):
   """Starts the server; returns it once it says it is ready."""
@@ -108,7 +97,7 @@ def test_the_page_in_a_real_browser(tmp_path, compilation_cache):
                              cache=compilation_cache),
                  cwd=REPO, env=cli_env(), check=True, capture_output=True,
                  timeout=300)
-  port = _free_port()
+  port = free_port()
   server = _start_server(workdir, corpus, compilation_cache, port,
                          tmp_path / 'serve.log')
   try:

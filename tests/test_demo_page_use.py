@@ -5,7 +5,6 @@ with a tiny trained run. Every wait is bounded."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -14,23 +13,13 @@ import urllib.request
 
 import pytest
 
+from conftest import BROWSER_ARGS
+from conftest import CHROMIUM
 from conftest import cli_command
 from conftest import cli_env
+from conftest import free_port
 from conftest import REPO
 from conftest import synthetic_lyrics
-
-CHROMIUM = '/usr/bin/chromium'
-BROWSER_ARGS = ['--no-sandbox', '--disable-gpu',
-                '--disable-background-networking',
-                '--disable-component-update', '--no-first-run',
-                '--disable-sync']
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, compilation_cache):
@@ -52,7 +41,7 @@ def trained(tmp_path_factory, compilation_cache):
 def _serve(trained, *flags, deadline=240):
   """(process, port) once the server says it is ready."""
   tmp, corpus, workdir, cache = trained
-  port = _free_port()
+  port = free_port()
   log = tmp / f'serve_{port}.log'
   out = open(log, 'w', encoding='utf-8')  # pylint: disable=consider-using-with
   proc = subprocess.Popen(

@@ -12,19 +12,16 @@ import pytest
 from conftest import cli_command
 from conftest import cli_env
 from conftest import REPO
-from conftest import synthetic_lyrics
+from conftest import tiny_songwriter
 from jaylyrics_jax import config as cfg
 from jaylyrics_jax.generation import processors
 from jaylyrics_jax.generation import sampler as sampling
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.config import TrainConfig
-from jaylyrics_jax.data.corpus import clean_text
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.models.charlm import init_params
-from jaylyrics_jax.runs.store import LoadedModel
 from jaylyrics_jax.generation.songwriter import Songwriter
-from jaylyrics_jax.data.vocab import build_vocabulary
 
 INF, NAN = float('inf'), float('nan')
 
@@ -145,13 +142,7 @@ def test_lines_best_of_and_lengths_are_bounded():
 
 @pytest.fixture(scope='module')
 def writer():
-  text = clean_text(synthetic_lyrics(num_lines=150, seed=3)) + '春天夏秋冬 '
-  vocab = build_vocabulary(text)
-  config = ModelConfig(vocab_size=vocab.size, embedding_size=8, rnn_size=16,
-                       num_layers=1)
-  model = LoadedModel(init_params(config, jax.random.key(0)), config, vocab,
-                      {}, 1)
-  return Songwriter(model, None, text)
+  return tiny_songwriter(meta={}, step=1)
 
 
 def test_songwriter_bounds(writer):

@@ -9,16 +9,9 @@ import socket
 import threading
 import time
 
-import jax
 import pytest
 
-from conftest import synthetic_lyrics
-from jaylyrics_jax.config import ModelConfig
-from jaylyrics_jax.data.corpus import clean_text
-from jaylyrics_jax.models.charlm import init_params
-from jaylyrics_jax.runs.store import LoadedModel
-from jaylyrics_jax.generation.songwriter import Songwriter
-from jaylyrics_jax.data.vocab import build_vocabulary
+from conftest import tiny_songwriter
 
 pytest.importorskip('fastapi', reason="pip install -e '.[demo]'")
 # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -32,14 +25,7 @@ BIG = '9' * 400  # A 400-digit integer, as raw JSON.
 
 @pytest.fixture(scope='module')
 def writer():
-  # Seeds below use 春天; 晴 stays unknown.
-  text = clean_text(synthetic_lyrics(num_lines=150, seed=3)) + '春天夏秋冬 '
-  vocab = build_vocabulary(text)
-  config = ModelConfig(vocab_size=vocab.size, embedding_size=8, rnn_size=16,
-                       num_layers=1)
-  model = LoadedModel(init_params(config, jax.random.key(0)), config, vocab,
-                      {'valid_loss': 3.0}, 7)
-  return Songwriter(model, None, text)
+  return tiny_songwriter()
 
 
 @pytest.fixture(scope='module')

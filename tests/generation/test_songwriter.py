@@ -1,29 +1,15 @@
 """The songwriter behind the demo page (its JSON API: test_web_requests.py)."""
 
-import jax
 import pytest
 
-from conftest import synthetic_lyrics
-from jaylyrics_jax.config import ModelConfig
+from conftest import tiny_songwriter
 from jaylyrics_jax.data import rhyme
-from jaylyrics_jax.data.corpus import clean_text
-from jaylyrics_jax.data.vocab import build_vocabulary
 from jaylyrics_jax.errors import JaylyricsError
-from jaylyrics_jax.generation.songwriter import Songwriter
-from jaylyrics_jax.models.charlm import init_params
-from jaylyrics_jax.runs.store import LoadedModel
 
 
 @pytest.fixture(scope='module')
 def writer():
-  # Seeds below use 春天; 晴 stays unknown.
-  text = clean_text(synthetic_lyrics(num_lines=150, seed=3)) + '春天夏秋冬 '
-  vocab = build_vocabulary(text)
-  config = ModelConfig(vocab_size=vocab.size, embedding_size=8, rnn_size=16,
-                       num_layers=1)
-  model = LoadedModel(init_params(config, jax.random.key(0)), config, vocab,
-                      {'valid_loss': 3.0}, 7)
-  return Songwriter(model, None, text, writer=None)  # A character at a time.
+  return tiny_songwriter(writer=None)  # A character at a time.
 
 
 def test_write_gives_the_lines_asked_for_rhyming(writer):

@@ -179,6 +179,21 @@ def test_damaged_newest_checkpoint_falls_back(finished_run, tmp_path):
   assert 'damaged' in warnings[0]
 
 
+def _resave_and_load(workdir, step, tree, meta):
+  """Saves `tree` and `meta` as checkpoint `step` of workdir in place of
+  the one there, then loads the latest model: (model, warnings)."""
+  manager = checkpointing.open_manager(str(workdir))
+  manager.delete(step)
+  manager.save(step, args=checkpointing.ocp.args.Composite(
+      state=checkpointing.ocp.args.StandardSave(tree),
+      meta=checkpointing.ocp.args.JsonSave(meta)), metrics={'valid_loss': 1.0})
+  manager.wait_until_finished()
+  manager.close()
+  warnings = []
+  return jl.load_model(str(workdir), which='latest',
+                       warn=warnings.append), warnings
+
+
 def test_flipped_bytes_are_caught_by_the_digest(finished_run, tmp_path):
   _, config, result = finished_run
   workdir = tmp_path / 'copy'
@@ -186,16 +201,7 @@ def test_flipped_bytes_are_caught_by_the_digest(finished_run, tmp_path):
   tree, meta, _ = checkpointing.restore(str(workdir), abstract_tree,
                                         step=result.step)
   meta['state_sha256'] = '0' * 64  # As if the arrays had changed on disk.
-  manager = checkpointing.open_manager(str(workdir))
-  manager.delete(result.step)
-  manager.save(result.step, args=checkpointing.ocp.args.Composite(
-      state=checkpointing.ocp.args.StandardSave(tree),
-      meta=checkpointing.ocp.args.JsonSave(meta)),
-               metrics={'valid_loss': 1.0})
-  manager.wait_until_finished()
-  manager.close()
-  warnings = []
-  model = jl.load_model(str(workdir), which='latest', warn=warnings.append)
+  model, warnings = _resave_and_load(workdir, result.step, tree, meta)
   assert model.step != result.step and 'digest' in warnings[0]
 
 
@@ -214,17 +220,8 @@ def test_changed_values_under_the_saved_digest_are_caught(finished_run,
   changed = np.array(leaves[i])
   changed.flat[0] += 1.0
   leaves[i] = jax.numpy.asarray(changed)
-  manager = checkpointing.open_manager(str(workdir))
-  manager.delete(result.step)
-  manager.save(result.step, args=checkpointing.ocp.args.Composite(
-      state=checkpointing.ocp.args.StandardSave(
-          jax.tree.unflatten(treedef, leaves)),
-      meta=checkpointing.ocp.args.JsonSave(meta)),
-               metrics={'valid_loss': 1.0})
-  manager.wait_until_finished()
-  manager.close()
-  warnings = []
-  model = jl.load_model(str(workdir), which='latest', warn=warnings.append)
+  model, warnings = _resave_and_load(
+      workdir, result.step, jax.tree.unflatten(treedef, leaves), meta)
   assert model.step != result.step and 'digest' in warnings[0]
 
 
