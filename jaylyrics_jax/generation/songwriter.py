@@ -24,9 +24,10 @@ from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.data import rhyme
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.models.charlm import TrainedModel
+from jaylyrics_jax.generation import controls
+from jaylyrics_jax.generation import line_writer
 from jaylyrics_jax.generation import lyrics
 from jaylyrics_jax.generation.controls import bucket
-from jaylyrics_jax.generation.controls import FALLBACK_LINE_BOUNDS
 from jaylyrics_jax.scoring import realism
 from jaylyrics_jax.scoring.mixture import DeviceMixture
 
@@ -113,10 +114,9 @@ class Songwriter:
     self.warn = warn
     self.judge = realism.make_judge(train_text or '', model.vocab,
                                     fluency=False)
-    self.max_line = (realism.line_length_bounds(train_text)[2] if train_text
-                     else FALLBACK_LINE_BOUNDS[2])
-    if config.max_line > 0:
-      self.max_line = config.max_line
+    # The longest line, as the writers resolve it (sizes a request).
+    self.max_line = (controls.line_bounds(config, train_text)[2] or
+                     line_writer.UNBOUNDED_LINE)
 
   def facts(self) -> dict[str, Any]:
     """The run: checkpoint step, valid bits/char of the model alone."""
