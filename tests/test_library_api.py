@@ -179,7 +179,8 @@ def test_saved_model_works_with_sample_and_evaluate(saved, corpus,
               '--nonewlines', cache=compilation_cache)
   assert proc.returncode == 0, proc.stderr
   text = proc.stdout.splitlines()[0]
-  assert text.startswith('春') and len(text) == 21
+  assert text.startswith('春') and text.endswith(' ')  # Whole lines,
+  assert 21 - 12 < len(text) <= 21  # stopped before passing --length.
   proc = _run('evaluate', f'--workdir={workdir}', f'--text_file={corpus[0]}',
               '--ngram_order=0', '--cache_size=0', cache=compilation_cache)
   assert proc.returncode == 0, proc.stderr
