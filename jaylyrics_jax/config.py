@@ -335,9 +335,15 @@ class LineConfig:
       0.25, "Weight of the training text's line-length distribution (log "
       'probability) in a candidate line\'s score.')
 
+  break_weight: float = _field(
+      1.0, "Weight of the line break's own log-probability in a candidate "
+      'line\'s score: how sure the model is that the line is finished '
+      'where it ends.')
+
   def __post_init__(self):
     _at_least_zero('candidates', self.candidates)
     _at_least_zero('length_weight', self.length_weight)
+    _at_least_zero('break_weight', self.break_weight)
     if self.rhyme_scheme not in SCHEME_NAMES:
       raise JaylyricsError(
           f'rhyme_scheme={self.rhyme_scheme!r}: must be one of '

@@ -18,10 +18,13 @@ character fits reads as broken (我可以电线). So for every line:
 
      score = mean log-probability per character, the line break included,
              under the generating distribution (before the controls)
+           + break_weight * log-probability of the line break itself
            + length_weight * log P(line length)
 
    where P is the training text's line-length distribution (add-half
-   smoothed). The chosen line is, in order: uncapped (and, when
+   smoothed). The break's own log-probability says whether the model
+   thinks the line is finished there: a line stopped mid-phrase (你却前)
+   has an unlikely break even when its characters are likely. The chosen line is, in order: uncapped (and, when
    rewriting, different from the line it replaces); rhyming, when the
    rhyme scheme gives the line a rhyme group and any candidate ends in
    it; then the best score.
@@ -99,14 +102,15 @@ class LineSpec:
 @flax.struct.dataclass
 class LineTables:
   """rhyme_of <int32>[V]: each character's rhyme group (-1: none);
-  length_prior <float32>[max_len + 1]: log P(line length); length_weight
-  <float32>[]; targets <int32>[LETTERS]: each letter's rhyme group to start
+  length_prior <float32>[max_len + 1]: log P(line length); length_weight,
+  break_weight <float32>[]; targets <int32>[LETTERS]: each letter's rhyme group to start
   with (-1: the first line of that letter sets it); avoid <int32>[steps]:
   a line (its characters then the break, padded with -1) that the chosen
   line must differ from, all -1 for none."""
   rhyme_of: jax.Array
   length_prior: jax.Array
   length_weight: jax.Array
+  break_weight: jax.Array
   targets: jax.Array
   avoid: jax.Array
 
@@ -157,13 +161,15 @@ def line_scores(log_probs: jax.Array, first_break: jax.Array,
                 length: jax.Array, tables: LineTables) -> jax.Array:
   """The documented score of candidates <[K]>: mean log-probability of
   their characters and break (log_probs <float32>[K, steps], the break at
-  first_break) plus length_weight * log P(length)."""
+  first_break), plus break_weight * the break's log-probability, plus
+  length_weight * log P(length)."""
   n = first_break + 1
   upto = jnp.arange(log_probs.shape[1])[None, :] < n[:, None]
   mean = jnp.sum(jnp.where(upto, log_probs, 0.0), axis=1) / n
+  at_break = jnp.take_along_axis(log_probs, first_break[:, None], axis=1)[:, 0]
   last = tables.length_prior.shape[0] - 1
-  return mean + tables.length_weight * tables.length_prior[
-      jnp.clip(length, 0, last)]
+  return (mean + tables.break_weight * at_break +
+          tables.length_weight * tables.length_prior[jnp.clip(length, 0, last)])
 
 
 def line_hash(tokens: jax.Array, length: jax.Array) -> jax.Array:
@@ -430,5 +436,6 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
       rhyme_of=jnp.asarray(controls.rhyme_table(vocab.chars)),
       length_prior=jnp.asarray(prior),
       length_weight=jnp.float32(writer.length_weight),
+      break_weight=jnp.float32(writer.break_weight),
       targets=jnp.asarray([first] + [-1] * (LETTERS - 1), jnp.int32),
       avoid=jnp.asarray(avoid_ids))

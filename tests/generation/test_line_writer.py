@@ -22,7 +22,9 @@ from jaylyrics_jax.generation import line_writer
 from jaylyrics_jax.generation import processors
 from jaylyrics_jax.generation.songwriter import Songwriter
 from jaylyrics_jax.generation.sampler import DecodeState
+from jaylyrics_jax.models.charlm import CharLM
 from jaylyrics_jax.models.charlm import init_params
+from jaylyrics_jax.models.charlm import zero_carries
 from jaylyrics_jax.scoring import realism
 
 # ' ' is id 0; 天 边 前 rhyme (an group), 你 雨 rhyme (i group), the rest not.
@@ -31,6 +33,7 @@ VOCAB = Vocabulary(CHARS)
 V = len(CHARS)
 MAX_LEN = 6
 TRAIN = '我的天 你的雨 他的风 风花雪 我和你的天边 天 我他你 花的前 '
+BREAK_WEIGHT = 0.5
 
 
 def _stub(break_logit):
@@ -50,6 +53,7 @@ def _tables(first_group=-1, avoid=()):
   return line_writer.LineTables(
       rhyme_of=jnp.asarray(rhyme.rhyme_table(CHARS)),
       length_prior=jnp.asarray(prior), length_weight=jnp.float32(1.0),
+      break_weight=jnp.float32(BREAK_WEIGHT),
       targets=jnp.asarray([first_group, -1], jnp.int32),
       avoid=jnp.asarray(avoid_ids))
 
@@ -80,7 +84,8 @@ def _host_view(choice, tables):
       out.append((False, None, None, None))
       continue
     n = breaks[0]
-    score = lps[:n + 1].mean() + 1.0 * prior[min(n, MAX_LEN)]
+    score = (lps[:n + 1].mean() + BREAK_WEIGHT * lps[n] +
+             1.0 * prior[min(n, MAX_LEN)])
     stutters = any(toks[i] == toks[i + 1] == toks[i + 2]
                    for i in range(n - 2))
     out.append((n >= 1 and not stutters, n, score,
@@ -188,6 +193,29 @@ def test_same_key_same_verse(tiny_model):
     assert text.startswith('我的') and text.endswith(' ')
     assert len(text) - 2 <= 60
     assert all(len(line) <= 13 for line in text.split(' '))
+
+
+def test_break_weight_prefers_lines_the_model_ends(tiny_model):
+  # Through sample_text: with a heavy weight on the break's log-probability
+  # other lines are kept (the same key draws the same candidates), ending
+  # where the model's break is likelier. (The untrained model is nearly
+  # uniform, so the gap is small; the score itself is checked above.)
+  params, config = tiny_model
+  mean_break, kept = {}, {}
+  for weight in (0.0, 20.0):
+    texts = kept[weight] = _sample(tiny_model, 5, LineConfig(
+        candidates=8, break_weight=weight))
+    breaks = []
+    for text in texts:
+      ids = VOCAB.encode(text)
+      logits, _ = CharLM(config).apply(
+          {'params': params}, jnp.asarray(ids)[None, :-1],
+          zero_carries(config, 1))
+      log_probs = np.asarray(jax.nn.log_softmax(logits[0]))[:, 0]
+      breaks += list(log_probs[np.asarray(ids[1:]) == 0])
+    mean_break[weight] = np.mean(breaks)
+  assert kept[0.0] != kept[20.0]
+  assert mean_break[20.0] > mean_break[0.0]
 
 
 def test_lines_count_the_seed_and_no_line_comes_twice(tiny_model):
