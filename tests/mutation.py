@@ -87,6 +87,7 @@ CHECKPOINTS = 'jaylyrics_jax.runs.checkpoints'
 TRAIN = 'jaylyrics_jax.runs.train'
 LOCK = 'jaylyrics_jax.runs.lock'
 WEB = 'experiments.web_app'
+GUARD = 'experiments.web_guard'
 
 T_PROC = 'tests/generation/test_processors.py'
 T_SAMPLING = 'tests/generation/test_sampling.py'
@@ -109,7 +110,11 @@ P_BOUNDS = f'{T_PROC}::test_line_form_bounds_every_line'
 DRAW_EXACT = f'{T_SAMPLING}::test_two_level_draw_is_exact_at_every_vocabulary_size'
 FUSED_LSTM = f'{T_FUSED}::test_window_lstm_equals_flax_rnn_with_gradients'
 RESUME = f'{T_TRAINER}::test_resume_equals_uninterrupted'
-JSON_API = f'{T_SONGWRITER}::test_json_api'
+T_WEB = 'tests/test_web_requests.py'
+WEB_FIELDS = f'{T_WEB}::test_bad_fields_are_422_naming_the_field'
+WEB_REFUSED = f'{T_WEB}::test_what_the_songwriter_refuses_is_a_400'
+WEB_BODY = f'{T_WEB}::test_body_cap_and_nesting'
+WEB_HOST = f'{T_WEB}::test_host_origin_and_content_type'
 
 MUTANTS = (
     # ---- generation/processors.py: the decoding controls ------------------
@@ -338,27 +343,55 @@ MUTANTS = (
            (f'{T_SAMPLING}::test_combined_draws_after_space_only',),
            "mode='combined' never draws: every sample is the same"),
 
-    # ---- experiments/web_app.py: the request checks -----------------------
-    # WEB REQUEST CHECKS: written against the hand-written checks (_number,
-    # _text, body_of) as they are now. When the request models replace them,
-    # rewrite these four against the new code with the same meanings.
+    # ---- experiments/web_app.py, web_guard.py: the request models ---------
     Mutant('web-bool-as-number', WEB,
            'if isinstance(value, bool):', 'if False:',
-           (JSON_API,),
+           (WEB_FIELDS,),
            'WEB: {"lines": true} is taken as 1 line'),
     Mutant('web-fraction-as-whole', WEB,
-           'if kind is int and float(value) != number:',
-           'if False:',
-           (JSON_API,),
-           'WEB: {"lines": 2.5} is taken as 2 lines'),
+           "lines: Whole = pydantic.Field(DEFAULTS['lines']",
+           "lines: Number = pydantic.Field(DEFAULTS['lines']",
+           (WEB_FIELDS,),
+           'WEB: {"lines": 2.5} reaches the songwriter: a 500, not 422'),
     Mutant('web-seed-not-text', WEB,
-           'if not isinstance(value, str):', 'if False:',
-           (JSON_API,),
-           'WEB: a seed that is not text fails with 500, not 400'),
+           "seed: str = pydantic.Field(DEFAULTS['seed'], max_length=MAX_SEED)",
+           "seed: Any = DEFAULTS['seed']",
+           (WEB_FIELDS,),
+           'WEB: a seed that is not text fails with 500, not 422'),
     Mutant('web-body-not-object', WEB,
-           'if not isinstance(body, dict):', 'if body is None:',
-           (JSON_API,),
-           'WEB: a JSON list as the body fails with 500, not 400'),
+           "if not loc or error.get('type') == 'model_attributes_type':",
+           'if False:',
+           (WEB_REFUSED,),
+           'WEB: a JSON list as the body fails with 500, not 422'),
+    Mutant('web-temperature-no-floor', WEB,
+           'ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE',
+           'le=MAX_TEMPERATURE',
+           (WEB_FIELDS,),
+           'WEB: temperature 0 or 1e-40 passes the request model (the '
+           'songwriter refuses it later, naming no field)'),
+    Mutant('web-lines-no-ceiling', WEB,
+           'ge=1, le=MAX_LINES)', 'ge=1)',
+           (WEB_FIELDS,),
+           'WEB: lines=65 passes the request model (the songwriter refuses '
+           'it later, naming no field)'),
+    Mutant('web-body-cap-1000x', WEB,
+           'MAX_BODY = 64 * 1024', 'MAX_BODY = 64 * 1024 * 1024',
+           (WEB_BODY,),
+           'WEB: a 3 MB body is read and parsed, not refused with 413'),
+    Mutant('web-any-host', GUARD,
+           'if host_name(host) not in self.hosts:', 'if False:',
+           (WEB_HOST,),
+           'WEB: any Host is served: a DNS-rebinding page reaches the server'),
+    Mutant('web-any-origin', GUARD,
+           'if origin is not None and urlsplit(origin).netloc.lower() != '
+           'host.lower():',
+           'if False:',
+           (WEB_HOST,),
+           'WEB: a fetch from another site is served, not refused with 403'),
+    Mutant('web-chunked-body-uncapped', GUARD,
+           'if size > self.max_body:', 'if size > 1024 * self.max_body:',
+           (WEB_BODY,),
+           'WEB: a body sent without Content-Length is read without a cap'),
 
     # ---- generation/line_writer.py: the line writer -----------------------
     # LINE WRITER: when jaylyrics_jax/generation/line_writer.py lands, its
