@@ -86,6 +86,7 @@ FUSED = 'jaylyrics_jax.models.fused'
 CHECKPOINTS = 'jaylyrics_jax.runs.checkpoints'
 TRAIN = 'jaylyrics_jax.runs.train'
 LOCK = 'jaylyrics_jax.runs.lock'
+LINES = 'jaylyrics_jax.generation.line_writer'
 WEB = 'experiments.web_app'
 GUARD = 'experiments.web_guard'
 
@@ -98,6 +99,7 @@ T_CLIPPING = 'tests/training/test_clipping.py'
 T_FUSED = 'tests/models/test_fused.py'
 T_TRAINER = 'tests/runs/test_trainer.py'
 T_LOCK = 'tests/runs/test_workdir_lock.py'
+T_LINES = 'tests/generation/test_line_writer.py'
 
 W_LINES = f'{T_WIRING}::test_min_and_max_line_bound_every_line_and_both_are_reached'
 W_COPY = f'{T_WIRING}::test_max_copy_allows_runs_of_n_never_n_plus_1'
@@ -106,6 +108,9 @@ W_BEST = (f'{T_WIRING}::test_best_of_keeps_the_least_penalised_of_equally_'
           'likely_candidates')
 W_SCORE = (f'{T_WIRING}::test_a_loop_or_a_copy_loses_to_clean_lines_of_equal_'
            'likelihood')
+W_LENGTH = f'{T_WIRING}::test_length_weight_reaches_the_line_writer'
+W_SCHEME = f'{T_WIRING}::test_rhyme_scheme_reaches_the_line_writer'
+L_BEST = f'{T_LINES}::test_keeps_the_best_scoring_candidate'
 P_BOUNDS = f'{T_PROC}::test_line_form_bounds_every_line'
 DRAW_EXACT = f'{T_SAMPLING}::test_two_level_draw_is_exact_at_every_vocabulary_size'
 FUSED_LSTM = f'{T_FUSED}::test_window_lstm_equals_flax_rnn_with_gradients'
@@ -394,9 +399,48 @@ MUTANTS = (
            'WEB: a body sent without Content-Length is read without a cap'),
 
     # ---- generation/line_writer.py: the line writer -----------------------
-    # LINE WRITER: when jaylyrics_jax/generation/line_writer.py lands, its
-    # mutants go here (how it scores a line, which candidate it keeps, how
-    # its config reaches sample_text), each with the test that kills it.
+    Mutant('lines-scored-by-sum', LINES,
+           'axis=1) / n', 'axis=1)',
+           (L_BEST,),
+           'candidates are scored by total, not mean, log-probability: '
+           'short lines win'),
+    Mutant('length-weight-dropped', LINES,
+           'mean + tables.length_weight * tables.length_prior[',
+           'mean + tables.length_prior[',
+           (L_BEST, W_LENGTH),
+           'the length prior counts in full whatever length_weight says'),
+    Mutant('line-rank-ignores-rhyme', LINES,
+           '+ rhymes.astype(jnp.int32)', '+ 0',
+           (f'{T_LINES}::test_every_kept_line_rhymes_when_any_candidate_does',
+            W_SCHEME),
+           'the rhyme scheme is ignored: a better-scoring line that does not '
+           'rhyme wins'),
+    Mutant('min-line-not-a-filter', LINES,
+           '(length >= max(spec.min_len, 1))', '(length >= 1)',
+           (f'{T_LINES}::test_a_line_shorter_than_min_len_fails_and_is_never_'
+            'padded',),
+           'lines shorter than min_line are kept while longer ones exist'),
+    Mutant('unended-line-not-capped', LINES,
+           'capped = ~ended[best] |', 'capped =',
+           (f'{T_LINES}::test_no_capped_line_is_kept_while_an_uncapped_one_'
+            'exists',),
+           'when no candidate ends in time, the kept line is an empty one'),
+    Mutant('rewrite-may-keep-the-old-line', LINES,
+           '(length <= spec.max_len) & fresh &', '(length <= spec.max_len) &',
+           (f'{T_LINES}::test_a_rewrite_never_keeps_the_line_it_replaces',
+            f'{T_LINES}::test_the_songwriter_writes_whole_lines_and_rewrites_'
+            'a_new_one'),
+           "'rewrite this line' may give back the very same line"),
+    Mutant('length-weight-not-wired', LINES,
+           'length_weight=jnp.float32(writer.length_weight)',
+           'length_weight=jnp.float32(0.25)',
+           (W_LENGTH,),
+           'LineConfig.length_weight has no effect (always the default)'),
+    Mutant('rhyme-scheme-not-wired', LINES,
+           'pattern = SCHEMES[writer.rhyme_scheme] if',
+           "pattern = SCHEMES['AABB'] if",
+           (W_SCHEME,),
+           'LineConfig.rhyme_scheme has no effect (always AABB)'),
 )
 
 
