@@ -199,8 +199,8 @@ MUTANTS = (
            (DRAW_EXACT,),
            'draws inside a block start from the wrong offset'),
     Mutant('draw-unscaled-uniform', SAMPLER,
-           'u = jax.random.uniform(key, dtype=block_cdf.dtype) * block_cdf[-1]',
-           'u = jax.random.uniform(key, dtype=block_cdf.dtype)',
+           'u = u.astype(block_cdf.dtype) * block_cdf[-1]',
+           'u = u.astype(block_cdf.dtype)',
            (DRAW_EXACT,),
            'draws ignore the total mass: the first characters win'),
 
