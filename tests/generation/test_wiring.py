@@ -1,4 +1,4 @@
-"""`SamplingConfig` fields reach what `sample_text` writes.
+"""`SamplingConfig` and `LineConfig` fields reach what `sample_text` writes.
 
 The processors have their own tests (test_processors.py); these check the
 connections: a config field to the processor `build_decoder` makes of it,
