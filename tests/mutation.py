@@ -86,7 +86,9 @@ FUSED = 'jaylyrics_jax.models.fused'
 CHECKPOINTS = 'jaylyrics_jax.runs.checkpoints'
 TRAIN = 'jaylyrics_jax.runs.train'
 LOCK = 'jaylyrics_jax.runs.lock'
+LINES = 'jaylyrics_jax.generation.line_writer'
 WEB = 'experiments.web_app'
+GUARD = 'experiments.web_guard'
 
 T_PROC = 'tests/generation/test_processors.py'
 T_SAMPLING = 'tests/generation/test_sampling.py'
@@ -97,6 +99,7 @@ T_CLIPPING = 'tests/training/test_clipping.py'
 T_FUSED = 'tests/models/test_fused.py'
 T_TRAINER = 'tests/runs/test_trainer.py'
 T_LOCK = 'tests/runs/test_workdir_lock.py'
+T_LINES = 'tests/generation/test_line_writer.py'
 
 W_LINES = f'{T_WIRING}::test_min_and_max_line_bound_every_line_and_both_are_reached'
 W_COPY = f'{T_WIRING}::test_max_copy_allows_runs_of_n_never_n_plus_1'
@@ -105,11 +108,18 @@ W_BEST = (f'{T_WIRING}::test_best_of_keeps_the_least_penalised_of_equally_'
           'likely_candidates')
 W_SCORE = (f'{T_WIRING}::test_a_loop_or_a_copy_loses_to_clean_lines_of_equal_'
            'likelihood')
+W_LENGTH = f'{T_WIRING}::test_length_weight_reaches_the_line_writer'
+W_SCHEME = f'{T_WIRING}::test_rhyme_scheme_reaches_the_line_writer'
+L_BEST = f'{T_LINES}::test_keeps_the_best_scoring_candidate'
 P_BOUNDS = f'{T_PROC}::test_line_form_bounds_every_line'
 DRAW_EXACT = f'{T_SAMPLING}::test_two_level_draw_is_exact_at_every_vocabulary_size'
 FUSED_LSTM = f'{T_FUSED}::test_window_lstm_equals_flax_rnn_with_gradients'
 RESUME = f'{T_TRAINER}::test_resume_equals_uninterrupted'
-JSON_API = f'{T_SONGWRITER}::test_json_api'
+T_WEB = 'tests/test_web_requests.py'
+WEB_FIELDS = f'{T_WEB}::test_bad_fields_are_422_naming_the_field'
+WEB_REFUSED = f'{T_WEB}::test_what_the_songwriter_refuses_is_a_400'
+WEB_BODY = f'{T_WEB}::test_body_cap_and_nesting'
+WEB_HOST = f'{T_WEB}::test_host_origin_and_content_type'
 
 MUTANTS = (
     # ---- generation/processors.py: the decoding controls ------------------
@@ -189,8 +199,8 @@ MUTANTS = (
            (DRAW_EXACT,),
            'draws inside a block start from the wrong offset'),
     Mutant('draw-unscaled-uniform', SAMPLER,
-           'u = jax.random.uniform(key, dtype=block_cdf.dtype) * block_cdf[-1]',
-           'u = jax.random.uniform(key, dtype=block_cdf.dtype)',
+           'u = u.astype(block_cdf.dtype) * block_cdf[-1]',
+           'u = u.astype(block_cdf.dtype)',
            (DRAW_EXACT,),
            'draws ignore the total mass: the first characters win'),
 
@@ -338,32 +348,99 @@ MUTANTS = (
            (f'{T_SAMPLING}::test_combined_draws_after_space_only',),
            "mode='combined' never draws: every sample is the same"),
 
-    # ---- experiments/web_app.py: the request checks -----------------------
-    # WEB REQUEST CHECKS: written against the hand-written checks (_number,
-    # _text, body_of) as they are now. When the request models replace them,
-    # rewrite these four against the new code with the same meanings.
+    # ---- experiments/web_app.py, web_guard.py: the request models ---------
     Mutant('web-bool-as-number', WEB,
            'if isinstance(value, bool):', 'if False:',
-           (JSON_API,),
+           (WEB_FIELDS,),
            'WEB: {"lines": true} is taken as 1 line'),
     Mutant('web-fraction-as-whole', WEB,
-           'if kind is int and float(value) != number:',
-           'if False:',
-           (JSON_API,),
-           'WEB: {"lines": 2.5} is taken as 2 lines'),
+           "lines: Whole = pydantic.Field(DEFAULTS['lines']",
+           "lines: Number = pydantic.Field(DEFAULTS['lines']",
+           (WEB_FIELDS,),
+           'WEB: {"lines": 2.5} reaches the songwriter: a 500, not 422'),
     Mutant('web-seed-not-text', WEB,
-           'if not isinstance(value, str):', 'if False:',
-           (JSON_API,),
-           'WEB: a seed that is not text fails with 500, not 400'),
+           "seed: str = pydantic.Field(DEFAULTS['seed'], max_length=MAX_SEED)",
+           "seed: Any = DEFAULTS['seed']",
+           (WEB_FIELDS,),
+           'WEB: a seed that is not text fails with 500, not 422'),
     Mutant('web-body-not-object', WEB,
-           'if not isinstance(body, dict):', 'if body is None:',
-           (JSON_API,),
-           'WEB: a JSON list as the body fails with 500, not 400'),
+           "if not loc or error.get('type') == 'model_attributes_type':",
+           'if False:',
+           (WEB_REFUSED,),
+           'WEB: a JSON list as the body fails with 500, not 422'),
+    Mutant('web-temperature-no-floor', WEB,
+           'ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE',
+           'le=MAX_TEMPERATURE',
+           (WEB_FIELDS,),
+           'WEB: temperature 0 or 1e-40 passes the request model (the '
+           'songwriter refuses it later, naming no field)'),
+    Mutant('web-lines-no-ceiling', WEB,
+           'ge=1, le=MAX_LINES)', 'ge=1)',
+           (WEB_FIELDS,),
+           'WEB: lines=65 passes the request model (the songwriter refuses '
+           'it later, naming no field)'),
+    Mutant('web-body-cap-1000x', WEB,
+           'MAX_BODY = 64 * 1024', 'MAX_BODY = 64 * 1024 * 1024',
+           (WEB_BODY,),
+           'WEB: a 3 MB body is read and parsed, not refused with 413'),
+    Mutant('web-any-host', GUARD,
+           'if host_name(host) not in self.hosts:', 'if False:',
+           (WEB_HOST,),
+           'WEB: any Host is served: a DNS-rebinding page reaches the server'),
+    Mutant('web-any-origin', GUARD,
+           'if origin is not None and urlsplit(origin).netloc.lower() != '
+           'host.lower():',
+           'if False:',
+           (WEB_HOST,),
+           'WEB: a fetch from another site is served, not refused with 403'),
+    Mutant('web-chunked-body-uncapped', GUARD,
+           'if size > self.max_body:', 'if size > 1024 * self.max_body:',
+           (WEB_BODY,),
+           'WEB: a body sent without Content-Length is read without a cap'),
 
     # ---- generation/line_writer.py: the line writer -----------------------
-    # LINE WRITER: when jaylyrics_jax/generation/line_writer.py lands, its
-    # mutants go here (how it scores a line, which candidate it keeps, how
-    # its config reaches sample_text), each with the test that kills it.
+    Mutant('lines-scored-by-sum', LINES,
+           'axis=1) / n', 'axis=1)',
+           (L_BEST,),
+           'candidates are scored by total, not mean, log-probability: '
+           'short lines win'),
+    Mutant('length-weight-dropped', LINES,
+           'mean + tables.length_weight * tables.length_prior[',
+           'mean + tables.length_prior[',
+           (L_BEST, W_LENGTH),
+           'the length prior counts in full whatever length_weight says'),
+    Mutant('line-rank-ignores-rhyme', LINES,
+           '+ rhymes.astype(jnp.int32)', '+ 0',
+           (f'{T_LINES}::test_every_kept_line_rhymes_when_any_candidate_does',
+            W_SCHEME),
+           'the rhyme scheme is ignored: a better-scoring line that does not '
+           'rhyme wins'),
+    Mutant('min-line-not-a-filter', LINES,
+           '(length >= max(spec.min_len, 1))', '(length >= 1)',
+           (f'{T_LINES}::test_a_line_shorter_than_min_len_fails_and_is_never_'
+            'padded',),
+           'lines shorter than min_line are kept while longer ones exist'),
+    Mutant('unended-line-not-capped', LINES,
+           'capped = ~ended[best] |', 'capped =',
+           (f'{T_LINES}::test_no_capped_line_is_kept_while_an_uncapped_one_'
+            'exists',),
+           'when no candidate ends in time, the kept line is an empty one'),
+    Mutant('rewrite-may-keep-the-old-line', LINES,
+           '(length <= spec.max_len) & fresh &', '(length <= spec.max_len) &',
+           (f'{T_LINES}::test_a_rewrite_never_keeps_the_line_it_replaces',
+            f'{T_LINES}::test_the_songwriter_writes_whole_lines_and_rewrites_'
+            'a_new_one'),
+           "'rewrite this line' may give back the very same line"),
+    Mutant('length-weight-not-wired', LINES,
+           'length_weight=jnp.float32(writer.length_weight)',
+           'length_weight=jnp.float32(0.25)',
+           (W_LENGTH,),
+           'LineConfig.length_weight has no effect (always the default)'),
+    Mutant('rhyme-scheme-not-wired', LINES,
+           'pattern = SCHEMES[writer.rhyme_scheme] if',
+           "pattern = SCHEMES['AABB'] if",
+           (W_SCHEME,),
+           'LineConfig.rhyme_scheme has no effect (always AABB)'),
 )
 
 

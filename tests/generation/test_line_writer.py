@@ -46,13 +46,13 @@ def _stub(break_logit):
   return step
 
 
-def _tables(first_group=-1, avoid=()):
+def _tables(first_group=-1, avoid=(), weight=1.0):
   prior = line_writer.length_prior(TRAIN, MAX_LEN)
   avoid_ids = np.full(MAX_LEN + 1, -1, np.int32)
   avoid_ids[:len(avoid)] = avoid
   return line_writer.LineTables(
       rhyme_of=jnp.asarray(rhyme.rhyme_table(CHARS)),
-      length_prior=jnp.asarray(prior), length_weight=jnp.float32(1.0),
+      length_prior=jnp.asarray(prior), length_weight=jnp.float32(weight),
       break_weight=jnp.float32(BREAK_WEIGHT),
       targets=jnp.asarray([first_group, -1], jnp.int32),
       avoid=jnp.asarray(avoid_ids))
@@ -77,6 +77,7 @@ def _host_view(choice, tables):
   (allowed: a break within MAX_LEN, no character three times in a row;
   length, documented score, last character)."""
   prior = np.asarray(tables.length_prior)
+  weight = float(tables.length_weight)
   out = []
   for toks, lps in zip(choice.tokens, choice.log_probs):
     breaks = np.flatnonzero(toks == 0)
@@ -85,7 +86,7 @@ def _host_view(choice, tables):
       continue
     n = breaks[0]
     score = (lps[:n + 1].mean() + BREAK_WEIGHT * lps[n] +
-             1.0 * prior[min(n, MAX_LEN)])
+             weight * prior[min(n, MAX_LEN)])
     stutters = any(toks[i] == toks[i + 1] == toks[i + 2]
                    for i in range(n - 2))
     out.append((n >= 1 and not stutters, n, score,
@@ -93,9 +94,10 @@ def _host_view(choice, tables):
   return out
 
 
+@pytest.mark.parametrize('weight', [1.0, 3.0])
 @pytest.mark.parametrize('key', range(6))
-def test_keeps_the_best_scoring_candidate(key):
-  tables = _tables()
+def test_keeps_the_best_scoring_candidate(key, weight):
+  tables = _tables(weight=weight)
   _, choice = _write(_stub(1.0), key, tables)
   view = _host_view(choice, tables)
   scores = [s if ok else -np.inf for ok, _, s, _ in view]

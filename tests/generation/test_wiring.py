@@ -1,4 +1,4 @@
-"""`SamplingConfig` fields reach what `sample_text` writes.
+"""`SamplingConfig` and `LineConfig` fields reach what `sample_text` writes.
 
 The processors have their own tests (test_processors.py); these check the
 connections: a config field to the processor `build_decoder` makes of it,
@@ -181,3 +181,55 @@ def test_a_loop_or_a_copy_loses_to_clean_lines_of_equal_likelihood():
   rhymed, unrhymed = '风花边 雪月天 秋冬前 ', '风花我 雪月冬 秋冬花 '
   assert score(rhymed, True) == -2.0 > score(unrhymed, True)
   assert score(unrhymed, False) == -2.0
+
+
+# ------------------------------------------------------------ line writer
+
+
+def _written_lines(text):
+  """The complete lines of a line writer's text (the seed's first one
+  included), the trailing break dropped."""
+  assert text.endswith(' ')
+  return text[:-1].split(' ')
+
+
+def test_length_weight_reaches_the_line_writer(uniform):
+  """Every character equally likely and a break 3 times as likely: a line's
+  mean log-probability per character is highest for the shortest line, so
+  with length_weight=0 the writer keeps one-character lines (two-character
+  ones once those are used up), and with the weight on it keeps the
+  training text's only line length, 5."""
+  params = uniform(space_weight=3.0)
+  train = _made_up_text('春夏秋冬风花', 60, 1)
+  train = ' '.join(line[:5] for line in train.split(' ') if len(line) >= 5)
+  config = dataclasses.replace(OFF, max_line=10, lines=9)
+  lengths = {}
+  for weight in (0.0, 1.0):
+    writer = jl.LineConfig(candidates=64, rhyme_scheme='free',
+                           length_weight=weight)
+    text, = jl.sample_text(params, MODEL, VOCAB, SEED, jax.random.key(5),
+                           120, config, train_text=train + ' ',
+                           writer=writer)
+    lengths[weight] = [len(line) for line in _written_lines(text)]
+    assert len(lengths[weight]) == 9, text
+  assert max(lengths[0.0]) <= 2, lengths
+  assert lengths[1.0].count(5) >= 8, lengths
+
+
+def test_rhyme_scheme_reaches_the_line_writer(uniform):
+  """rhyme='i' (地 你 of these characters): with the AAAA scheme every line
+  ends on it, alternating 地 and 你 (a rhyme differs from the last line's
+  end); with the free scheme the line ends follow the model (each of the
+  six characters as likely)."""
+  params = uniform('春夏秋冬地你', space_weight=2.0)
+  config = dataclasses.replace(OFF, rhyme='i', max_line=8, lines=12)
+  ends = {}
+  for scheme in ('AAAA', 'free'):
+    writer = jl.LineConfig(candidates=64, rhyme_scheme=scheme)
+    text, = jl.sample_text(params, MODEL, VOCAB, SEED, jax.random.key(6),
+                           150, config, train_text=TRAIN, writer=writer)
+    ends[scheme] = [line[-1] for line in _written_lines(text)]
+    assert len(ends[scheme]) == 12, text
+  assert set(ends['AAAA']) == {'地', '你'}, ends
+  assert all(a != b for a, b in zip(ends['AAAA'], ends['AAAA'][1:])), ends
+  assert sum(end in '地你' for end in ends['free']) <= 8, ends
