@@ -88,7 +88,8 @@ class TopP:
   TOP_P_RADIX_BITS bits a round: each round sums the mass above 2^bits - 1
   candidate thresholds at once, so 32 bits take 8 vectorised rounds and no
   loop. Sorting the vocabulary at every character cost ~0.75 ms a step on
-  a 2-core CPU; this costs a few µs (BUILD_NOTES.md, "Decoding").
+  a 2-core CPU; this costs about 20 µs (BUILD_NOTES.md, "Sampling, evaluation
+  and start-up speed on CPU").
   """
   constrains = False
 
