@@ -24,10 +24,10 @@ character fits reads as broken (我可以电线). So for every line:
    where P is the training text's line-length distribution (add-half
    smoothed). The break's own log-probability says whether the model
    thinks the line is finished there: a line stopped mid-phrase (你却前)
-   has an unlikely break even when its characters are likely. The chosen line is, in order: uncapped (and, when
-   rewriting, different from the line it replaces); rhyming, when the
-   rhyme scheme gives the line a rhyme group and any candidate ends in
-   it; then the best score.
+   has an unlikely break even when its characters are likely. The chosen
+   line is, in order: uncapped (and, when rewriting, different from the
+   line it replaces); rhyming, when the rhyme scheme gives the line a rhyme
+   group and any candidate ends in it; then the best score.
 4. The chosen line is read again from the line's start (a batch-1 scan), so
    the next line continues from exactly its state.
 
@@ -103,10 +103,10 @@ class LineSpec:
 class LineTables:
   """rhyme_of <int32>[V]: each character's rhyme group (-1: none);
   length_prior <float32>[max_len + 1]: log P(line length); length_weight,
-  break_weight <float32>[]; targets <int32>[LETTERS]: each letter's rhyme group to start
-  with (-1: the first line of that letter sets it); avoid <int32>[steps]:
-  a line (its characters then the break, padded with -1) that the chosen
-  line must differ from, all -1 for none."""
+  break_weight <float32>[]; targets <int32>[LETTERS]: each letter's rhyme
+  group to start with (-1: the first line of that letter sets it); avoid
+  <int32>[steps]: a line (its characters then the break, padded with -1)
+  that the chosen line must differ from, all -1 for none."""
   rhyme_of: jax.Array
   length_prior: jax.Array
   length_weight: jax.Array
@@ -166,7 +166,7 @@ def line_scores(log_probs: jax.Array, first_break: jax.Array,
   n = first_break + 1
   upto = jnp.arange(log_probs.shape[1])[None, :] < n[:, None]
   mean = jnp.sum(jnp.where(upto, log_probs, 0.0), axis=1) / n
-  at_break = jnp.take_along_axis(log_probs, first_break[:, None], axis=1)[:, 0]
+  at_break = jnp.take_along_axis(log_probs, first_break[:, None], 1)[:, 0]
   last = tables.length_prior.shape[0] - 1
   return (mean + tables.break_weight * at_break +
           tables.length_weight * tables.length_prior[jnp.clip(length, 0, last)])

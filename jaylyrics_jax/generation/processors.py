@@ -86,10 +86,10 @@ class TopP:
   top_p. t is found by a search over the bit patterns of the float32
   probabilities (non-negative floats order as their int32 bits),
   TOP_P_RADIX_BITS bits a round: each round sums the mass above 2^bits - 1
-  candidate thresholds at once, so 32 bits take 8 vectorised rounds and no
-  loop. Sorting the vocabulary at every character cost ~0.75 ms a step on
-  a 2-core CPU; this costs about 20 µs (BUILD_NOTES.md, "Sampling, evaluation
-  and start-up speed on CPU").
+  candidate thresholds at once, so the 31 bits below the sign (always 0)
+  take 8 vectorised rounds and no loop. Sorting the vocabulary at every
+  character cost ~0.75 ms a step on a 2-core CPU; this costs about 20 µs
+  (BUILD_NOTES.md, "Sampling, evaluation and start-up speed on CPU").
   """
   constrains = False
 
