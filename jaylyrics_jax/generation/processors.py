@@ -59,7 +59,7 @@ class Temperature:
     return logits / tables, state
 
 
-TOP_P_RADIX_BITS = 4  # TopP's search: 15 thresholds a round, 8 rounds.
+TOP_P_RADIX_BITS = 2  # TopP's search: 3 thresholds a round, 16 rounds.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,9 +87,11 @@ class TopP:
   probabilities (non-negative floats order as their int32 bits),
   TOP_P_RADIX_BITS bits a round: each round sums the mass above 2^bits - 1
   candidate thresholds at once, so the 31 bits below the sign (always 0)
-  take 8 vectorised rounds and no loop. Sorting the vocabulary at every
-  character cost ~0.75 ms a step on a 2-core CPU; this costs about 20 µs
-  (BUILD_NOTES.md, "Sampling, evaluation and start-up speed on CPU").
+  take 16 vectorised rounds and no loop. Sorting the vocabulary at every
+  character cost ~0.75 ms a step on a 2-core CPU; 2 bits a round do the
+  least work (48 sums over V in all; 4 bits take 120) and cost about 25 µs
+  a step (BUILD_NOTES.md, "Sampling, evaluation and start-up speed on
+  CPU").
   """
   constrains = False
 
