@@ -436,6 +436,19 @@ MUTANTS = (
             f'{T_LINES}::test_the_songwriter_writes_whole_lines_and_rewrites_'
             'a_new_one'),
            "'rewrite this line' may give back the very same line"),
+    Mutant('kept-state-one-step-late', LINES,
+           'lambda x: x[best, keep - 1]', 'lambda x: x[best, keep]',
+           (f'{T_LINES}::test_the_state_kept_from_the_draw_is_the_chosen_line_'
+            'read_again',),
+           'the next line starts one character after the chosen line ends: '
+           'its first character is read as part of the line before'),
+    Mutant('kept-state-capped-token', LINES,
+           'after).replace(\n        token=jnp.int32(spec.space_id))',
+           'after)',
+           (f'{T_LINES}::test_the_state_kept_from_the_draw_is_the_chosen_line_'
+            'read_again',),
+           'after a line cut at the cap, the next line continues the cut '
+           "line's drawn character instead of starting a new line"),
     Mutant('length-weight-not-wired', LINES,
            'length_weight=jnp.float32(writer.length_weight)',
            'length_weight=jnp.float32(0.25)',

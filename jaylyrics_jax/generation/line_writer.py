@@ -28,8 +28,11 @@ character fits reads as broken (我可以电线). So for every line:
    line is, in order: uncapped (and, when rewriting, different from the
    line it replaces); rhyming, when the rhyme scheme gives the line a rhyme
    group and any candidate ends in it; then the best score.
-4. The chosen line is read again from the line's start (a batch-1 scan), so
-   the next line continues from exactly its state.
+4. The next line continues from exactly the chosen line's state: the
+   state the draw reached at its end (kept for every candidate and step),
+   or, when that state is too big to keep K x steps times (an attention
+   model's memory, the neural cache: over `KEEP_STATES_BYTES`), the chosen
+   line read again from the line's start (a batch-1 scan).
 
 A rhyme scheme (`LineConfig.rhyme_scheme`) names the lines that rhyme:
 AABB (couplets), ABAB (alternate lines), AAAA (one rhyme throughout) or
@@ -77,6 +80,9 @@ LETTERS = 2
 UNBOUNDED_LINE = 32  # The cap of a line when SamplingConfig.max_line is 0.
 SEEN_LINES = 64  # Lines remembered so that none is written twice.
 NO_LINE = np.iinfo(np.int32).max  # The fingerprint of an empty slot.
+# The largest sampler state (model carry and controls) the draw keeps for
+# every candidate and step; a bigger one is read again instead.
+KEEP_STATES_BYTES = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +195,11 @@ def _stutters(tokens: jax.Array, first: jax.Array) -> jax.Array:
   return jnp.any(same & inside, axis=1)
 
 
+def state_bytes(tree: Any) -> int:
+  """Bytes of every array in `tree` (shapes known at trace time)."""
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
 def _where(ok: jax.Array, new: Any, old: Any) -> Any:
   return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
@@ -200,8 +211,10 @@ def write_line(step_fn: Callable, chain: processors.Chain,
   """Draws spec.candidates lines from `state` (keys <key>[K, steps]),
   keeps one (module docstring) and returns the state after it."""
   steps = spec.steps
-  draw = lambda k: sampler.decode(step_fn, state.decode, k, chain, tables)
-  tokens, log_probs, _ = jax.vmap(draw)(keys)
+  keep_states = state_bytes(state.decode) <= KEEP_STATES_BYTES
+  draw = lambda k: sampler.decode(step_fn, state.decode, k, chain, tables,
+                                  every_state=keep_states)
+  tokens, log_probs, after = jax.vmap(draw)(keys)
   is_break = tokens == spec.space_id
   ended = jnp.any(is_break, axis=1)
   first = jnp.argmax(is_break, axis=1)
@@ -239,13 +252,21 @@ def write_line(step_fn: Callable, chain: processors.Chain,
                    tokens[best])
   log_prob = jnp.sum(jnp.where(jnp.arange(steps) < keep, log_probs[best], 0.))
 
-  def read(st, x):  # The chosen line, read again from the line's start.
-    token, inside = x
-    logits, carry = step_fn(st.carry, st.token)
-    _, procs = chain.update(logits, st.processors, st.token, tables)
-    return _where(inside, DecodeState(carry, token, procs), st), None
+  if keep_states:
+    # The state after the line's last kept character: a capped line's
+    # break was not drawn, so its token is set.
+    decoded = jax.tree.map(lambda x: x[best, keep - 1], after).replace(
+        token=jnp.int32(spec.space_id))
+  else:
 
-  decoded = jax.lax.scan(read, state.decode, (line, jnp.arange(steps) < keep))[0]
+    def read(st, x):  # The chosen line, read again from the line's start.
+      token, inside = x
+      logits, carry = step_fn(st.carry, st.token)
+      _, procs = chain.update(logits, st.processors, st.token, tables)
+      return _where(inside, DecodeState(carry, token, procs), st), None
+
+    decoded = jax.lax.scan(read, state.decode,
+                           (line, jnp.arange(steps) < keep))[0]
   end = jnp.where(keep > 1, line[jnp.maximum(keep - 2, 0)], state.decode.token)
   group = lines.rhyme_of[end]
   targets = jnp.where((jnp.arange(LETTERS) == letter) & (state.targets < 0) &

@@ -113,7 +113,7 @@ class DecodeState:
 
 def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
            state: DecodeState, step_keys: jax.Array, chain: processors.Chain,
-           tables: tuple[Any, ...] = ()
+           tables: tuple[Any, ...] = (), every_state: bool = False
            ) -> tuple[jax.Array, jax.Array, DecodeState]:
   """One token per key in one `lax.scan`.
 
@@ -130,22 +130,29 @@ def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
     state: where to start; `generate` makes the first one.
     step_keys: <key>[L] one key per token.
     chain, tables: the processors and their tables (`controls.build_decoder`).
+    every_state: return the state after every token, not only the last
+    (a static choice; the line writer keeps the state at a chosen line's
+    end this way instead of reading the line again).
   Returns:
     tokens <int32>[L]; log_probs <float32>[L], each token's log-probability
     under step_fn's own distribution (before the processors); the state
     after the last token, from which `decode` continues exactly as if the
-    scan had been longer.
+    scan had been longer (with every_state, the states after each token,
+    stacked on a leading axis of L).
   """
   def body(state, u):
     logits, carry = step_fn(state.carry, state.token)
     changed, proc = chain.update(logits, state.processors, state.token,
                                  tables)
     token = draw_at(u, changed)
-    return DecodeState(carry, token, proc), (token, logits)
+    new = DecodeState(carry, token, proc)
+    return new, (token, logits, new if every_state else None)
 
   uniforms = jax.vmap(lambda k: jax.random.uniform(k, dtype=jnp.float32))(
       step_keys)
-  state, (tokens, logits) = jax.lax.scan(body, state, uniforms)
+  state, (tokens, logits, states) = jax.lax.scan(body, state, uniforms)
+  if every_state:
+    state = states
   # One batched log-softmax after the scan: inside the loop it cost a third
   # of a step (BUILD_NOTES.md, "Decoding").
   log_probs = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[:, None],

@@ -59,16 +59,17 @@ def _tables(first_group=-1, avoid=(), weight=1.0):
 
 
 def _write(step, key, tables, pattern=(), k=8, line_len=0, prev_end=-1,
-           min_len=1):
+           min_len=1, chain=processors.Chain()):
   spec = line_writer.LineSpec(0, MAX_LEN, k, pattern, min_len)
+  procs = (None,) * len(chain.processors)
   state = line_writer.VerseState(
-      DecodeState(jnp.int32(0), jnp.int32(6), ()), tables.targets,
-      jnp.int32(prev_end), jnp.int32(0), jnp.int32(line_len),
+      DecodeState(jnp.int32(0), jnp.int32(6), chain.init(procs)),
+      tables.targets, jnp.int32(prev_end), jnp.int32(0), jnp.int32(line_len),
       line_writer.empty_seen())
   keys = jax.random.split(jax.random.key(key), k * spec.steps).reshape(
       k, spec.steps)
   fn = jax.jit(lambda s, ks: line_writer.write_line(
-      step, processors.Chain(), (), tables, s, ks, spec))
+      step, chain, procs, tables, s, ks, spec))
   return jax.tree.map(np.asarray, fn(state, keys))
 
 
@@ -127,6 +128,27 @@ def test_no_capped_line_is_kept_while_an_uncapped_one_exists():
       assert choice.capped and int(choice.keep) == MAX_LEN + 1
       assert choice.line[MAX_LEN] == 0  # Cut at the longest line.
   assert seen_mixed and seen_all_capped
+
+
+@pytest.mark.parametrize('break_logit', [1.0, -2.0, -np.inf])
+def test_the_state_kept_from_the_draw_is_the_chosen_line_read_again(
+    monkeypatch, break_logit):
+  # The next line starts from the chosen line's end: taken from the draw
+  # (a small state) or by reading the line again (a big one) alike, for
+  # lines that end and lines cut at the cap (-inf: every one is).
+  chain = processors.Chain((processors.NoRepeat(2, 0, 32),
+                            processors.LineForm(0, 0, MAX_LEN)))
+  tables, capped = _tables(), set()
+  for key in range(4):
+    kept, choice = _write(_stub(break_logit), key, tables, chain=chain)
+    monkeypatch.setattr(line_writer, 'KEEP_STATES_BYTES', -1)
+    read, again = _write(_stub(break_logit), key, tables, chain=chain)
+    monkeypatch.undo()
+    capped.add(bool(choice.capped))
+    np.testing.assert_array_equal(choice.line, again.line)
+    assert int(kept.decode.token) == 0  # The break, not yet read.
+    jax.tree.map(np.testing.assert_array_equal, kept, read)
+  assert capped == ({True} if break_logit == -np.inf else {False})
 
 
 def test_a_line_shorter_than_min_len_fails_and_is_never_padded():
