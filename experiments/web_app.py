@@ -48,8 +48,9 @@ from jaylyrics_jax.generation.songwriter import Songwriter
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                     'demo_page.html')
-DEFAULTS = {'seed': '从前', 'lines': 8, 'rhyme': 'auto', 'temperature': 0.9,
-            'best_of': 1, 'rng_seed': 0}
+DEFAULTS = {'seed': '从前', 'lines': 8, 'rhyme': 'auto',
+            'temperature': SamplingConfig.temperature, 'best_of': 1,
+            'rng_seed': 0}
 WORK_BUDGET = 8192  # Characters x candidates one request may draw.
 MAX_SEED = 200  # Characters of a seed.
 MAX_LINE = 200  # Characters of one kept line sent to /api/rewrite.

@@ -225,12 +225,12 @@ class SamplingConfig:
       "character; combined: draw right after a space, argmax elsewhere (the "
       "original's mode 2).", choices=MODES)
   temperature: float = _field(
-      0.9, f'Divide the logits by this, in [{MIN_TEMPERATURE:g}, '
+      0.875, f'Divide the logits by this, in [{MIN_TEMPERATURE:g}, '
       f'{MAX_TEMPERATURE:g}], before drawing.')
   top_k: int = _field(
       0, 'Draw among the k most likely characters only (0 = all).')
   top_p: float = _field(
-      0.95, 'Nucleus sampling: draw from the smallest set of characters whose '
+      1.0, 'Nucleus sampling: draw from the smallest set of characters whose '
       'probability reaches this, in (0, 1] (1 = all).')
   min_copy_distance: int = _field(
       32, 'Attention models and the caches copy only from positions at '
