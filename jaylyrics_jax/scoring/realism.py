@@ -12,6 +12,10 @@ texts weigh by their size.
                      occurred earlier in the same text.
   training_copies    share of the 8-grams (spaces removed) found verbatim in
                      the training text (spaces removed).
+  training_lines     share of complete lines, each text's first left out
+                     (it holds the seed), that are whole lines of the
+                     training text: recited lines too short for the
+                     8-gram figure (不用麻烦了).
   rhyme_rate         share of consecutive complete line pairs, both of at
                      least 3 characters, whose last characters are in the
                      same rhyme group (`jaylyrics_jax.data.rhyme`).
@@ -58,7 +62,8 @@ FLUENCY_ORDER = 5
 RHYME_MIN_LINE = 3
 
 FIGURES = ('mean_line_length', 'one_char_lines', 'finished_lines',
-           'word_chars', 'self_repetition', 'training_copies', 'rhyme_rate',
+           'word_chars', 'self_repetition', 'training_copies',
+           'training_lines', 'rhyme_rate',
            'identical_ends', 'distinct_2', 'rare_chars', 'fluency_bpc')
 
 
@@ -127,6 +132,7 @@ class Judge:
   train_text: str
   vocab: Vocabulary
   copy_grams: frozenset
+  lines: frozenset
   char_counts: dict
   fluency: ngram.KneserNey | None
   words: bool = True
@@ -144,6 +150,7 @@ def make_judge(train_text: str, vocab: Vocabulary,
   kn = (ngram.fit_kneser_ney(ids, vocab.size, FLUENCY_ORDER)
         if fluency and len(ids) else None)
   return Judge(train_text, vocab, gram_set(train_text, COPY_N),
+               frozenset(line for line in train_text.split(' ') if line),
                counts, kn, words=fluency)
 
 
@@ -152,6 +159,7 @@ def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
   has no case, e.g. no complete line)."""
   lines_total = line_chars = one_char = 0
   grams4 = repeated4 = grams8 = copied8 = 0
+  later_lines = recited = 0
   eligible = rhymed = identical = 0
   distinct = []
   chars = rare = 0
@@ -165,6 +173,8 @@ def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
     lines_total += len(lines)
     line_chars += sum(map(len, lines))
     one_char += sum(len(line) == 1 for line in lines)
+    later_lines += len(lines[1:])
+    recited += sum(line in judge.lines for line in lines[1:])
     e, r, i = rhyme_pairs(lines)
     eligible, rhymed, identical = eligible + e, rhymed + r, identical + i
     flat = text.replace(' ', '')
@@ -196,6 +206,7 @@ def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
                      else float('nan')),
       'self_repetition': ratio(repeated4, grams4),
       'training_copies': ratio(copied8, grams8),
+      'training_lines': ratio(recited, later_lines),
       'rhyme_rate': ratio(rhymed, eligible),
       'identical_ends': ratio(identical, eligible),
       'distinct_2': float(np.mean(distinct)) if distinct else float('nan'),
