@@ -339,11 +339,15 @@ class LineConfig:
       1.0, "Weight of the line break's own log-probability in a candidate "
       'line\'s score: how sure the model is that the line is finished '
       'where it ends.')
+  recital_penalty: float = _field(
+      1.5, 'Subtracted from the score of a candidate line that is a whole '
+      'line of the training text (a recited line; 0 = off).')
 
   def __post_init__(self):
     _at_least_zero('candidates', self.candidates)
     _at_least_zero('length_weight', self.length_weight)
     _at_least_zero('break_weight', self.break_weight)
+    _at_least_zero('recital_penalty', self.recital_penalty)
     if self.rhyme_scheme not in SCHEME_NAMES:
       raise JaylyricsError(
           f'rhyme_scheme={self.rhyme_scheme!r}: must be one of '

@@ -449,6 +449,17 @@ MUTANTS = (
             'read_again',),
            'after a line cut at the cap, the next line continues the cut '
            "line's drawn character instead of starting a new line"),
+    Mutant('recital-penalty-dropped', LINES,
+           '-\n            lines.recital_penalty * recited)', '+ 0)',
+           (f'{T_LINES}::test_a_recited_line_loses_the_recital_penalty',),
+           'a whole line of the training text wins wherever it fits: the '
+           'same recited line comes back in verse after verse'),
+    Mutant('recital-penalty-not-wired', LINES,
+           'recital_penalty=jnp.float32(writer.recital_penalty)',
+           'recital_penalty=jnp.float32(1.0)',
+           (f'{T_LINES}::test_the_recital_tables_come_from_the_training_'
+            'lines',),
+           'LineConfig.recital_penalty has no effect (always the default)'),
     Mutant('length-weight-not-wired', LINES,
            'length_weight=jnp.float32(writer.length_weight)',
            'length_weight=jnp.float32(0.25)',

@@ -21,10 +21,15 @@ character fits reads as broken (我可以电线). So for every line:
            + break_weight * log-probability of the line break itself
            + length_weight * log P(line length)
 
+           - recital_penalty, if the candidate is a whole line of the
+             training text (and the line has no seed characters)
+
    where P is the training text's line-length distribution (add-half
    smoothed). The break's own log-probability says whether the model
    thinks the line is finished there: a line stopped mid-phrase (你却前)
-   has an unlikely break even when its characters are likely. The chosen
+   has an unlikely break even when its characters are likely. A recited
+   line (不用麻烦了) is the likeliest candidate wherever it fits, so without
+   the penalty it comes back in verse after verse. The chosen
    line is, in order: uncapped (and, when rewriting, different from the
    line it replaces); rhyming, when the rhyme scheme gives the line a rhyme
    group and any candidate ends in it; then the best score.
@@ -112,13 +117,17 @@ class LineTables:
   break_weight <float32>[]; targets <int32>[LETTERS]: each letter's rhyme
   group to start with (-1: the first line of that letter sets it); avoid
   <int32>[steps]: a line (its characters then the break, padded with -1)
-  that the chosen line must differ from, all -1 for none."""
+  that the chosen line must differ from, all -1 for none; train_lines
+  <int32>[N]: the fingerprints (`line_hash`) of the training text's lines,
+  recital_penalty <float32>[] what a candidate among them loses."""
   rhyme_of: jax.Array
   length_prior: jax.Array
   length_weight: jax.Array
   break_weight: jax.Array
   targets: jax.Array
   avoid: jax.Array
+  train_lines: jax.Array
+  recital_penalty: jax.Array
 
 
 @flax.struct.dataclass
@@ -240,7 +249,10 @@ def write_line(step_fn: Callable, chain: processors.Chain,
     letter = target = jnp.int32(-1)
   rhymes = ((target >= 0) & (lines.rhyme_of[last] == target) &
             (last != state.prev_end))
-  scores = line_scores(log_probs, first, length, lines)
+  recited = (state.line_len == 0) & jnp.any(
+      hashes[:, None] == lines.train_lines[None, :], axis=1)
+  scores = (line_scores(log_probs, first, length, lines) -
+            lines.recital_penalty * recited)
   rank = 2 * valid.astype(jnp.int32) + rhymes.astype(jnp.int32)
   best = jnp.argmax(jnp.where(rank == jnp.max(rank), scores, -jnp.inf))
   # Only when no candidate is allowed can the kept one run past max_len:
@@ -327,6 +339,26 @@ def length_prior(train_text: str, max_len: int) -> np.ndarray:
                        minlength=max_len + 1)[:max_len + 1] + 0.5
   counts[0] = 1e-3  # An empty line is never a line.
   return np.log(counts / counts.sum()).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def training_line_hashes(train_text: str, vocab: Vocabulary,
+                         max_len: int) -> np.ndarray:
+  """<int32>[N]: the distinct `line_hash` fingerprints of the training
+  text's lines of at most max_len characters (one NO_LINE when none)."""
+  lines = sorted(set(train_text.split(' ')))
+  # A line with a character outside the vocabulary is never written whole.
+  encoded = [e for e, line in zip(
+      (vocab.encode(line, unknown='skip') for line in lines), lines)
+             if 0 < len(e) == len(line) <= max_len]
+  if not encoded:
+    return np.full(1, NO_LINE, np.int32)
+  ids = np.zeros((len(encoded), max_len), np.int32)
+  for i, e in enumerate(encoded):
+    ids[i, :len(e)] = e
+  lengths = np.asarray([len(e) for e in encoded], np.int32)
+  return np.unique(np.asarray(line_hash(jnp.asarray(ids),
+                                        jnp.asarray(lengths))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -447,8 +479,10 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
            else rhyme.group_of_text(config.rhyme))
   if train_text is not None:
     prior = length_prior(train_text, max_len)
+    train_lines = training_line_hashes(train_text, vocab, max_len)
   else:
     prior = np.zeros(max_len + 1, np.float32)
+    train_lines = np.full(1, NO_LINE, np.int32)
   avoid_ids = np.full(max_len + 1, -1, np.int32)
   if avoid:
     ids = list(vocab.encode(avoid, unknown='skip'))[:max_len] + [space_id]
@@ -459,4 +493,5 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
       length_weight=jnp.float32(writer.length_weight),
       break_weight=jnp.float32(writer.break_weight),
       targets=jnp.asarray([first] + [-1] * (LETTERS - 1), jnp.int32),
-      avoid=jnp.asarray(avoid_ids))
+      avoid=jnp.asarray(avoid_ids), train_lines=jnp.asarray(train_lines),
+      recital_penalty=jnp.float32(writer.recital_penalty))

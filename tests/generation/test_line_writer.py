@@ -46,16 +46,21 @@ def _stub(break_logit):
   return step
 
 
-def _tables(first_group=-1, avoid=(), weight=1.0):
+def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0):
+  """recited: lines (id tuples) that count as training lines."""
   prior = line_writer.length_prior(TRAIN, MAX_LEN)
   avoid_ids = np.full(MAX_LEN + 1, -1, np.int32)
   avoid_ids[:len(avoid)] = avoid
+  lines = ' '.join(VOCAB.decode(np.asarray(line)) for line in recited)
   return line_writer.LineTables(
       rhyme_of=jnp.asarray(rhyme.rhyme_table(CHARS)),
       length_prior=jnp.asarray(prior), length_weight=jnp.float32(weight),
       break_weight=jnp.float32(BREAK_WEIGHT),
       targets=jnp.asarray([first_group, -1], jnp.int32),
-      avoid=jnp.asarray(avoid_ids))
+      avoid=jnp.asarray(avoid_ids),
+      train_lines=jnp.asarray(line_writer.training_line_hashes(
+          lines + ' ', VOCAB, MAX_LEN)),
+      recital_penalty=jnp.float32(penalty))
 
 
 def _write(step, key, tables, pattern=(), k=8, line_len=0, prev_end=-1,
@@ -73,10 +78,11 @@ def _write(step, key, tables, pattern=(), k=8, line_len=0, prev_end=-1,
   return jax.tree.map(np.asarray, fn(state, keys))
 
 
-def _host_view(choice, tables):
+def _host_view(choice, tables, recited=(), penalty=0.0):
   """Per candidate, from the drawn tokens and log-probabilities alone:
   (allowed: a break within MAX_LEN, no character three times in a row;
-  length, documented score, last character)."""
+  length, documented score, last character). A candidate in `recited`
+  loses `penalty`."""
   prior = np.asarray(tables.length_prior)
   weight = float(tables.length_weight)
   out = []
@@ -87,7 +93,8 @@ def _host_view(choice, tables):
       continue
     n = breaks[0]
     score = (lps[:n + 1].mean() + BREAK_WEIGHT * lps[n] +
-             weight * prior[min(n, MAX_LEN)])
+             weight * prior[min(n, MAX_LEN)] -
+             penalty * (tuple(toks[:n]) in set(recited)))
     stutters = any(toks[i] == toks[i + 1] == toks[i + 2]
                    for i in range(n - 2))
     out.append((n >= 1 and not stutters, n, score,
@@ -112,6 +119,38 @@ def test_keeps_the_best_scoring_candidate(key, weight):
   assert int(choice.keep) == n + 1 and not choice.capped
   np.testing.assert_array_equal(choice.line[:n + 1],
                                 choice.tokens[choice.best][:n + 1])
+
+
+@pytest.mark.parametrize('key', range(4))
+def test_a_recited_line_loses_the_recital_penalty(key):
+  # The line kept without a penalty, made a training line: with the
+  # penalty, the best of the others by the documented score is kept.
+  _, plain = _write(_stub(1.0), key, _tables())
+  recited = [tuple(int(t) for t in plain.line[:int(plain.keep) - 1])]
+  for penalty in (0.0, 50.0):
+    tables = _tables(recited=recited, penalty=penalty)
+    _, choice = _write(_stub(1.0), key, tables)
+    view = _host_view(choice, tables, recited, penalty)
+    scores = [s if ok else -np.inf for ok, _, s, _ in view]
+    assert int(choice.best) == int(np.argmax(scores))
+    kept = tuple(int(t) for t in choice.line[:int(choice.keep) - 1])
+    assert (kept == recited[0]) == (penalty == 0.0)
+
+
+def test_the_recital_tables_come_from_the_training_lines():
+  config = SamplingConfig()
+  tables = line_writer.make_line_tables(
+      VOCAB, config, LineConfig(recital_penalty=2.5), TRAIN, MAX_LEN, 0, '')
+  assert float(tables.recital_penalty) == 2.5
+  # Lines with a character outside the vocabulary (风花雪) are left out.
+  ids = [VOCAB.encode(line) for line in TRAIN.split()
+         if all(ch in CHARS for ch in line)]
+  assert 0 < len(ids) < len(TRAIN.split())
+  width = max(map(len, ids))
+  padded = np.asarray([list(i) + [0] * (width - len(i)) for i in ids])
+  expected = line_writer.line_hash(jnp.asarray(padded),
+                                   jnp.asarray([len(i) for i in ids]))
+  assert set(np.asarray(tables.train_lines)) == set(np.asarray(expected))
 
 
 def test_no_capped_line_is_kept_while_an_uncapped_one_exists():
@@ -276,3 +315,11 @@ def test_finished_lines_count_lines_that_end_on_a_word():
   quick = realism.report(['我的天空 '], realism.make_judge(TRAIN, VOCAB,
                                                           fluency=False))
   assert np.isnan(quick['finished_lines'])
+
+
+def test_training_lines_count_whole_recited_lines_after_the_first():
+  judge = realism.make_judge(TRAIN, VOCAB, fluency=False)
+  # 我的天 (first: holds the seed) and 你的雨 are training lines; 你的 is
+  # only part of one; the cut-off last line does not count.
+  figures = realism.report(['我的天 你的雨 你的 他的风', '天 花的前 '], judge)
+  assert figures['training_lines'] == pytest.approx(2 / 3)
