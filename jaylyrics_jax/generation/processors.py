@@ -89,9 +89,9 @@ class TopP:
   candidate thresholds at once, so the 31 bits below the sign (always 0)
   take 16 vectorised rounds and no loop. Sorting the vocabulary at every
   character cost ~0.75 ms a step on a 2-core CPU; 2 bits a round do the
-  least work (48 sums over V in all; 4 bits take 120) and cost about 25 µs
-  a step (BUILD_NOTES.md, "Sampling, evaluation and start-up speed on
-  CPU").
+  least work (48 sums over V in all; 4 bits take 120) and cost about 40 µs
+  a step at batch 1, 4 bits about 75 (BUILD_NOTES.md, "Sampling,
+  evaluation and start-up speed on CPU").
   """
   constrains = False
 
