@@ -234,35 +234,35 @@ def make_app(writer: Songwriter, workdir: str, hosts: tuple[str, ...] = (),
       raise fastapi.HTTPException(404, 'No loss curve in this run.')
     return responses.FileResponse(path, media_type='image/png')
 
+  async def serve(request, body, plan: Plan, counted: str, song):
+    """Checks the rhyme and the work budget (`counted`: what the plan's
+    lines are, for the error), then runs song(rhyme, on_chunk) queued."""
+    rhyme = body.rhyme.strip() or 'auto'
+    SamplingConfig(rhyme=rhyme)  # Raises for what is not a rhyme.
+    over = _over_budget(plan, work_budget, counted)
+    if over:
+      return over
+    return await run(request, body.ticket, plan, shape_of(plan, body.rhyme),
+                     lambda on_chunk: song(rhyme, on_chunk).to_dict())
+
   @app.post('/api/write')
   async def write(body: WriteRequest, request: fastapi.Request):
     plan = writer.plan_write(body.seed, body.lines, body.best_of,
                              body.temperature, body.rng_seed)
-    SamplingConfig(rhyme=body.rhyme.strip() or 'auto')
-    over = _over_budget(plan, work_budget, 'lines')
-    if over:
-      return over
-    return await run(
-        request, body.ticket, plan, shape_of(plan, body.rhyme),
-        lambda on_chunk: writer.write(
-            body.seed, body.lines, body.rhyme.strip() or 'auto',
-            body.temperature, body.best_of, body.rng_seed,
-            on_chunk).to_dict())
+    return await serve(request, body, plan, 'lines', lambda rhyme, on_chunk:
+                       writer.write(body.seed, body.lines, rhyme,
+                                    body.temperature, body.best_of,
+                                    body.rng_seed, on_chunk))
 
   @app.post('/api/rewrite')
   async def rewrite(body: RewriteRequest, request: fastapi.Request):
     plan = writer.plan_rewrite(body.lines, body.index, body.seed,
                                body.best_of, body.temperature, body.rng_seed)
-    SamplingConfig(rhyme=body.rhyme.strip() or 'auto')
-    over = _over_budget(plan, work_budget, 'lines above the one rewritten')
-    if over:
-      return over
-    return await run(
-        request, body.ticket, plan, shape_of(plan, body.rhyme),
-        lambda on_chunk: writer.rewrite_line(
-            body.lines, body.index, body.seed, body.rhyme.strip() or 'auto',
-            body.temperature, body.best_of, body.rng_seed,
-            on_chunk).to_dict())
+    return await serve(request, body, plan, 'lines above the one rewritten',
+                       lambda rhyme, on_chunk: writer.rewrite_line(
+                           body.lines, body.index, body.seed, rhyme,
+                           body.temperature, body.best_of, body.rng_seed,
+                           on_chunk))
 
   return app
 

@@ -23,11 +23,11 @@ from jaylyrics_jax.config import LineConfig
 from jaylyrics_jax.config import SamplingConfig
 from jaylyrics_jax.data import rhyme
 from jaylyrics_jax.errors import JaylyricsError
-from jaylyrics_jax.models.charlm import TrainedModel
 from jaylyrics_jax.generation import controls
 from jaylyrics_jax.generation import line_writer
 from jaylyrics_jax.generation import lyrics
 from jaylyrics_jax.generation.controls import bucket
+from jaylyrics_jax.models.charlm import TrainedModel
 from jaylyrics_jax.scoring import realism
 from jaylyrics_jax.scoring.mixture import DeviceMixture
 
