@@ -346,11 +346,12 @@ def training_line_hashes(train_text: str, vocab: Vocabulary,
                          max_len: int) -> np.ndarray:
   """<int32>[N]: the distinct `line_hash` fingerprints of the training
   text's lines of at most max_len characters (one NO_LINE when none)."""
-  lines = sorted(set(train_text.split(' ')))
-  # A line with a character outside the vocabulary is never written whole.
-  encoded = [e for e, line in zip(
-      (vocab.encode(line, unknown='skip') for line in lines), lines)
-             if 0 < len(e) == len(line) <= max_len]
+  encoded = []
+  for line in set(train_text.split(' ')):
+    ids = vocab.encode(line, unknown='skip')
+    # A line with a character outside the vocabulary is never written whole.
+    if 0 < len(ids) == len(line) <= max_len:
+      encoded.append(ids)
   if not encoded:
     return np.full(1, NO_LINE, np.int32)
   ids = np.zeros((len(encoded), max_len), np.int32)
@@ -479,10 +480,9 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
            else rhyme.group_of_text(config.rhyme))
   if train_text is not None:
     prior = length_prior(train_text, max_len)
-    train_lines = training_line_hashes(train_text, vocab, max_len)
   else:
     prior = np.zeros(max_len + 1, np.float32)
-    train_lines = np.full(1, NO_LINE, np.int32)
+  train_lines = training_line_hashes(train_text or '', vocab, max_len)
   avoid_ids = np.full(max_len + 1, -1, np.int32)
   if avoid:
     ids = list(vocab.encode(avoid, unknown='skip'))[:max_len] + [space_id]

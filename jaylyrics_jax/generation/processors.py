@@ -103,7 +103,7 @@ class TopP:
     bits = jax.lax.bitcast_convert_type(probs, jnp.int32)
     # The answer lies in [low, low + 2^shift): narrowed a digit a round.
     low, shift = jnp.int32(0), 31
-    while shift > 0:  # Python: unrolled into 8 rounds.
+    while shift > 0:  # Python: unrolled, one round per digit.
       width = min(TOP_P_RADIX_BITS, shift)
       shift -= width
       ups = low + (jnp.arange(1, 2 ** width, dtype=jnp.int32) << shift)
