@@ -331,6 +331,11 @@ class LineConfig:
       'AABB', 'Which lines rhyme: AABB (couplets), ABAB (alternate lines), '
       'AAAA (every line) or free (no rhyme preference). SamplingConfig.rhyme '
       "chooses the A group (auto: the first line's).", choices=SCHEME_NAMES)
+  likelihood_weight: float = _field(
+      1.0, "Weight of a candidate line's mean log-probability per character "
+      'in its score: how likely the model finds the whole line (0 = chosen '
+      'by its break, length and rhyme only; a high weight keeps the '
+      'blandest line).')
   length_weight: float = _field(
       0.25, "Weight of the training text's line-length distribution (log "
       'probability) in a candidate line\'s score.')
@@ -342,12 +347,20 @@ class LineConfig:
   recital_penalty: float = _field(
       1.5, 'Subtracted from the score of a candidate line that is a whole '
       'line of the training text (a recited line; 0 = off).')
+  novelty_weight: float = _field(
+      0.0, "Weight of a candidate line's mean surprise (-log p per "
+      "character) under the run's Kneser-Ney n-gram of its training text in "
+      'its score: prefers lines the model composes over phrases pieced '
+      'together from the training songs (needs a run with an n-gram; '
+      '0 = off).')
 
   def __post_init__(self):
     _at_least_zero('candidates', self.candidates)
+    _at_least_zero('likelihood_weight', self.likelihood_weight)
     _at_least_zero('length_weight', self.length_weight)
     _at_least_zero('break_weight', self.break_weight)
     _at_least_zero('recital_penalty', self.recital_penalty)
+    _at_least_zero('novelty_weight', self.novelty_weight)
     if self.rhyme_scheme not in SCHEME_NAMES:
       raise JaylyricsError(
           f'rhyme_scheme={self.rhyme_scheme!r}: must be one of '

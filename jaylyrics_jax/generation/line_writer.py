@@ -16,10 +16,14 @@ character fits reads as broken (我可以电线). So for every line:
    stop: 天空 + 气.)
 3. Each candidate gets the documented score (`line_scores`):
 
-     score = mean log-probability per character, the line break included,
-             under the generating distribution (before the controls)
+     score = likelihood_weight * mean log-probability per character, the
+             line break included, under the generating distribution
+             (before the controls)
            + break_weight * log-probability of the line break itself
            + length_weight * log P(line length)
+           + novelty_weight * mean surprise per character (-log p, the
+             break included) under the run's Kneser-Ney n-gram of its
+             training text
 
            - recital_penalty, if the candidate is a whole line of the
              training text (and the line has no seed characters)
@@ -38,6 +42,13 @@ character fits reads as broken (我可以电线). So for every line:
    or, when that state is too big to keep K x steps times (an attention
    model's memory, the neural cache: over `KEEP_STATES_BYTES`), the chosen
    line read again from the line's start (a batch-1 scan).
+
+The novelty term needs the run's n-gram (`write_verses(ngram=...)`); the
+likelihood term alone keeps the candidate the model finds likeliest, and
+the model finds the phrases it learned by heart likeliest, so the kept
+lines are pieced together from training phrases. The n-gram is the
+measure of that: a line the model finds likely and the n-gram does not
+is one the model composed.
 
 A rhyme scheme (`LineConfig.rhyme_scheme`) names the lines that rhyme:
 AABB (couplets), ABAB (alternate lines), AAAA (one rhyme throughout) or
@@ -74,7 +85,10 @@ from jaylyrics_jax.generation import controls
 from jaylyrics_jax.generation import processors
 from jaylyrics_jax.generation import sampler
 from jaylyrics_jax.generation.sampler import DecodeState
+from jaylyrics_jax.scoring.ngram import extend_ids
 from jaylyrics_jax.scoring.mixture import DeviceMixture
+from jaylyrics_jax.scoring.mixture import kneser_ney_log_prob
+from jaylyrics_jax.scoring.mixture import KneserNeyTables
 from jaylyrics_jax.scoring.mixture import MixtureSpec
 
 LINES_PER_CALL = 8
@@ -113,21 +127,26 @@ class LineSpec:
 @flax.struct.dataclass
 class LineTables:
   """rhyme_of <int32>[V]: each character's rhyme group (-1: none);
-  length_prior <float32>[max_len + 1]: log P(line length); length_weight,
-  break_weight <float32>[]; targets <int32>[LETTERS]: each letter's rhyme
+  length_prior <float32>[max_len + 1]: log P(line length); likelihood_weight,
+  length_weight, break_weight <float32>[]; targets <int32>[LETTERS]: each letter's rhyme
   group to start with (-1: the first line of that letter sets it); avoid
   <int32>[steps]: a line (its characters then the break, padded with -1)
   that the chosen line must differ from, all -1 for none; train_lines
   <int32>[N]: the fingerprints (`line_hash`) of the training text's lines,
-  recital_penalty <float32>[] what a candidate among them loses."""
+  recital_penalty <float32>[] what a candidate among them loses;
+  novelty_weight <float32>[] and ngram: the Kneser-Ney tables whose surprise
+  it weighs (None: no novelty term)."""
   rhyme_of: jax.Array
   length_prior: jax.Array
+  likelihood_weight: jax.Array
   length_weight: jax.Array
   break_weight: jax.Array
   targets: jax.Array
   avoid: jax.Array
   train_lines: jax.Array
   recital_penalty: jax.Array
+  novelty_weight: jax.Array
+  ngram: KneserNeyTables | None = None
 
 
 @flax.struct.dataclass
@@ -136,13 +155,33 @@ class VerseState:
   (its token the line break, not yet read), each letter's rhyme group
   (-1: not set yet), the last line's last character (-1: none), the index
   of the line being written, the characters it already has (a seed's) and
-  the fingerprints of the last SEEN_LINES lines written (`line_hash`)."""
+  the fingerprints of the last SEEN_LINES lines written (`line_hash`),
+  and the ids of the n-grams ending at the last character read
+  (`scoring.mixture.kneser_ney_step`; empty without a novelty n-gram)."""
   decode: DecodeState
   targets: jax.Array
   prev_end: jax.Array
   line: jax.Array
   line_len: jax.Array
   seen: jax.Array
+  grams: jax.Array
+
+
+def seed_grams(ngram: KneserNeyTables | None, seed_ids: jax.Array,
+               seed_len: jax.Array) -> jax.Array:
+  """The n-gram ids after seed_ids[:seed_len - 1] (the decode state's token
+  is the seed's last character, not yet read); empty without an n-gram."""
+  if ngram is None:
+    return jnp.zeros((0,), jnp.int32)
+
+  def read(g, x):
+    i, token = x
+    new = extend_ids(ngram.keys, g, token, ngram.vocab_size)
+    return jnp.where(i < seed_len - 1, new, g), None
+
+  empty = jnp.full((len(ngram.keys) - 1,), -1, jnp.int32)
+  return jax.lax.scan(read, empty, (jnp.arange(seed_ids.shape[0]),
+                                    seed_ids))[0]
 
 
 def empty_seen() -> jax.Array:
@@ -174,8 +213,8 @@ class LineChoice:
 
 def line_scores(log_probs: jax.Array, first_break: jax.Array,
                 length: jax.Array, tables: LineTables) -> jax.Array:
-  """The documented score of candidates <[K]>: mean log-probability of
-  their characters and break (log_probs <float32>[K, steps], the break at
+  """The documented score of candidates <[K]>: likelihood_weight * mean
+  log-probability of their characters and break (log_probs <float32>[K, steps], the break at
   first_break), plus break_weight * the break's log-probability, plus
   length_weight * log P(length)."""
   n = first_break + 1
@@ -183,8 +222,24 @@ def line_scores(log_probs: jax.Array, first_break: jax.Array,
   mean = jnp.sum(jnp.where(upto, log_probs, 0.0), axis=1) / n
   at_break = jnp.take_along_axis(log_probs, first_break[:, None], 1)[:, 0]
   last = tables.length_prior.shape[0] - 1
-  return (mean + tables.break_weight * at_break +
+  return (tables.likelihood_weight * mean + tables.break_weight * at_break +
           tables.length_weight * tables.length_prior[jnp.clip(length, 0, last)])
+
+
+def ngram_surprise(ngram: KneserNeyTables, grams: jax.Array,
+                   first_token: jax.Array, tokens: jax.Array
+                   ) -> tuple[jax.Array, jax.Array]:
+  """Each character's surprise -log p <float32>[steps] under the n-gram,
+  for a candidate `tokens` <int32>[steps] drawn after first_token (not yet
+  read) from where the n-gram ids are `grams`; and the ids after reading
+  first_token and each token but the last, <int32>[steps, order - 1]."""
+  def read(g, pair):
+    last, token = pair
+    g = extend_ids(ngram.keys, g, last, ngram.vocab_size)
+    return g, (-kneser_ney_log_prob(ngram, g, token), g)
+
+  inputs = jnp.concatenate([first_token[None], tokens[:-1]])
+  return jax.lax.scan(read, grams, (inputs, tokens))[1]
 
 
 def line_hash(tokens: jax.Array, length: jax.Array) -> jax.Array:
@@ -253,6 +308,14 @@ def write_line(step_fn: Callable, chain: processors.Chain,
       hashes[:, None] == lines.train_lines[None, :], axis=1)
   scores = (line_scores(log_probs, first, length, lines) -
             lines.recital_penalty * recited)
+  if lines.ngram is not None:
+    surprise, grams = jax.vmap(
+        lambda t: ngram_surprise(lines.ngram, state.grams, state.decode.token,
+                                 t))(tokens)
+    n = first + 1
+    upto = jnp.arange(steps)[None, :] < n[:, None]
+    scores = scores + lines.novelty_weight * (
+        jnp.sum(jnp.where(upto, surprise, 0.0), axis=1) / n)
   rank = 2 * valid.astype(jnp.int32) + rhymes.astype(jnp.int32)
   best = jnp.argmax(jnp.where(rank == jnp.max(rank), scores, -jnp.inf))
   # Only when no candidate is allowed can the kept one run past max_len:
@@ -285,7 +348,11 @@ def write_line(step_fn: Callable, chain: processors.Chain,
                       (group >= 0), group, state.targets)
   seen = state.seen.at[state.line % SEEN_LINES].set(
       jnp.where(capped, NO_LINE, hashes[best]))
-  new = VerseState(decoded, targets, end, state.line + 1, jnp.int32(0), seen)
+  # The n-grams after the chosen line's last character (before its break).
+  grams = (grams[best, keep - 1] if lines.ngram is not None
+           else state.grams)
+  new = VerseState(decoded, targets, end, state.line + 1, jnp.int32(0), seen,
+                   grams)
   return new, LineChoice(tokens, log_probs, scores, valid, rhymes, best,
                          line, keep, log_prob, capped)
 
@@ -318,7 +385,8 @@ def _programs(model_config: ModelConfig, chain: processors.Chain,
     else:
       decoded = fns.start_state(params, mix_tables, chain, tables, seed_ids)
     state = VerseState(decoded, lines.targets, jnp.int32(-1), line, line_len,
-                       empty_seen())
+                       empty_seen(), seed_grams(lines.ngram, seed_ids,
+                                                seed_len))
     return jax.vmap(lambda k: verse(params, mix_tables, tables, lines, state,
                                     k))(keys)
 
@@ -380,7 +448,8 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
                  warn: Callable[[str], None] = lambda message: None,
                  avoid: str = '',
                  on_progress: Callable[[int], None] | None = None,
-                 pad_seed_to: int = 0) -> list[Verse]:
+                 pad_seed_to: int = 0,
+                 ngram: KneserNeyTables | None = None) -> list[Verse]:
   """Writes `rows` verses after the seed, whole lines only.
 
   Stops after `lines` lines in all, the seed's included (0: no count), or
@@ -389,7 +458,9 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
   part of the default inference to draw from (or None). on_progress(done)
   is called after each compiled call of LINES_PER_CALL lines with the
   characters written so far (the most of any row, at most `length`).
-  pad_seed_to: as in `sampler.sample_tokens`.
+  pad_seed_to: as in `sampler.sample_tokens`. ngram: the run's Kneser-Ney
+  tables (`DeviceMixture.tables`) for writer.novelty_weight; without them
+  a novelty weight raises.
   """
   if ' ' not in vocab:
     raise JaylyricsError(
@@ -416,8 +487,14 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
                                     max_line=0, lines=0, best_of=1)
   decoder = controls.build_decoder(draw_config, vocab, train_text, total,
                                    warn)
+  if writer.novelty_weight and ngram is None:
+    raise JaylyricsError(
+        f'novelty_weight={writer.novelty_weight} needs the run\'s n-gram of '
+        'its training text: pass mixture= from a run trained with an n-gram '
+        '(load_run), or novelty_weight=0.')
   tables = make_line_tables(vocab, config, writer, train_text, max_len,
-                            space_id, avoid)
+                            space_id, avoid,
+                            ngram if writer.novelty_weight else None)
   spec = mixture.spec if mixture is not None else None
   mix_tables = mixture.tables if mixture is not None else None
   start, resume = _programs(model_config, decoder.chain, spec,
@@ -473,7 +550,8 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
 
 def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
                      writer: LineConfig, train_text: str | None,
-                     max_len: int, space_id: int, avoid: str) -> LineTables:
+                     max_len: int, space_id: int, avoid: str,
+                     ngram: KneserNeyTables | None = None) -> LineTables:
   """The device tables of one call (traced: a new rhyme, weight or line to
   avoid does not recompile)."""
   first = (-1 if config.rhyme in ('auto', 'none')
@@ -490,8 +568,10 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
   return LineTables(
       rhyme_of=jnp.asarray(controls.rhyme_table(vocab.chars)),
       length_prior=jnp.asarray(prior),
+      likelihood_weight=jnp.float32(writer.likelihood_weight),
       length_weight=jnp.float32(writer.length_weight),
       break_weight=jnp.float32(writer.break_weight),
       targets=jnp.asarray([first] + [-1] * (LETTERS - 1), jnp.int32),
       avoid=jnp.asarray(avoid_ids), train_lines=jnp.asarray(train_lines),
-      recital_penalty=jnp.float32(writer.recital_penalty))
+      recital_penalty=jnp.float32(writer.recital_penalty),
+      novelty_weight=jnp.float32(writer.novelty_weight), ngram=ngram)

@@ -121,12 +121,14 @@ def sample_candidates(params: Any, model_config: ModelConfig,
   seed_ids = vocab.encode(seed, unknown=unknown)
   rows = num_samples * config.best_of
   sampler.check_request(seed_ids, length, rows, pad_seed_to)
+  # The novelty term weighs the run's n-gram whichever part is drawn from.
+  ngram = mixture.tables if mixture is not None else None
   mixture = for_generation(mixture, config.mixture)
   if writer is not None and writer.candidates:
     drawn = [(v.text, v.mean_log_prob) for v in line_writer.write_verses(
         params, model_config, vocab, seed_ids, key, config, writer, length,
         config.lines, rows, mixture, train_text, warn, avoid, on_chunk,
-        pad_seed_to)]
+        pad_seed_to, ngram)]
   else:
     drawn = _draw_characters(params, model_config, vocab, seed_ids, key,
                              length, config, rows, mixture, train_text,

@@ -196,6 +196,24 @@ def kneser_ney_step(tables: KneserNeyTables, gram_ids: jax.Array,
   return p, new_ids
 
 
+def kneser_ney_log_prob(tables: KneserNeyTables, gram_ids: jax.Array,
+                        token: jax.Array) -> jax.Array:
+  """log p(token) <float32>[] after the n-grams `gram_ids` (those ending at
+  the last token read, as `kneser_ney_step` keeps them): the probability
+  `kneser_ney_step` gives `token`, without the distribution over all V."""
+  v = tables.vocab_size
+  contexts = [jnp.zeros((), jnp.int32)] + [gram_ids[j] for j in
+                                           range(len(tables.keys) - 1)]
+  p = jnp.full((), 1.0 / v, jnp.float32)
+  for k, ctx in enumerate(contexts):
+    seen = ctx >= 0
+    ctx = jnp.maximum(ctx, 0)
+    idx = ngram.lookup(tables.keys[k], jnp.where(seen, ctx * v + token, -1))
+    alpha = jnp.where(idx >= 0, tables.alpha[k][jnp.maximum(idx, 0)], 0.0)
+    p = jnp.where(seen, tables.gamma[k][ctx] * p + alpha, p)
+  return jnp.log(jnp.maximum(p, 1e-30))
+
+
 def ngram_cache_step(history: jax.Array, match: jax.Array, t: jax.Array,
                      token: jax.Array, vocab_size: int, order: int,
                      min_distance: int = 1):

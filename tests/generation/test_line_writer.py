@@ -25,6 +25,8 @@ from jaylyrics_jax.generation.sampler import DecodeState
 from jaylyrics_jax.models.charlm import CharLM
 from jaylyrics_jax.models.charlm import init_params
 from jaylyrics_jax.models.charlm import zero_carries
+from jaylyrics_jax.scoring import mixture
+from jaylyrics_jax.scoring import ngram
 from jaylyrics_jax.scoring import realism
 
 # ' ' is id 0; 天 边 前 rhyme (an group), 你 雨 rhyme (i group), the rest not.
@@ -34,6 +36,8 @@ V = len(CHARS)
 MAX_LEN = 6
 TRAIN = '我的天 你的雨 他的风 风花雪 我和你的天边 天 我他你 花的前 '
 BREAK_WEIGHT = 0.5
+NGRAM = ngram.fit_kneser_ney(VOCAB.encode(TRAIN, unknown='skip'), V, order=3)
+NGRAM_TABLES = mixture.kneser_ney_tables(NGRAM)
 
 
 def _stub(break_logit):
@@ -46,7 +50,8 @@ def _stub(break_logit):
   return step
 
 
-def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0):
+def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0,
+            likelihood=1.0, novelty=0.0):
   """recited: lines (id tuples) that count as training lines."""
   prior = line_writer.length_prior(TRAIN, MAX_LEN)
   avoid_ids = np.full(MAX_LEN + 1, -1, np.int32)
@@ -54,23 +59,28 @@ def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0):
   lines = ' '.join(VOCAB.decode(np.asarray(line)) for line in recited)
   return line_writer.LineTables(
       rhyme_of=jnp.asarray(rhyme.rhyme_table(CHARS)),
-      length_prior=jnp.asarray(prior), length_weight=jnp.float32(weight),
+      length_prior=jnp.asarray(prior),
+      likelihood_weight=jnp.float32(likelihood),
+      length_weight=jnp.float32(weight),
       break_weight=jnp.float32(BREAK_WEIGHT),
       targets=jnp.asarray([first_group, -1], jnp.int32),
       avoid=jnp.asarray(avoid_ids),
       train_lines=jnp.asarray(line_writer.training_line_hashes(
           lines + ' ', VOCAB, MAX_LEN)),
-      recital_penalty=jnp.float32(penalty))
+      recital_penalty=jnp.float32(penalty),
+      novelty_weight=jnp.float32(novelty),
+      ngram=NGRAM_TABLES if novelty else None)
 
 
 def _write(step, key, tables, pattern=(), k=8, line_len=0, prev_end=-1,
            min_len=1, chain=processors.Chain()):
   spec = line_writer.LineSpec(0, MAX_LEN, k, pattern, min_len)
   procs = (None,) * len(chain.processors)
+  grams = jnp.full((2 if tables.ngram is not None else 0,), -1, jnp.int32)
   state = line_writer.VerseState(
       DecodeState(jnp.int32(0), jnp.int32(6), chain.init(procs)),
       tables.targets, jnp.int32(prev_end), jnp.int32(0), jnp.int32(line_len),
-      line_writer.empty_seen())
+      line_writer.empty_seen(), grams)
   keys = jax.random.split(jax.random.key(key), k * spec.steps).reshape(
       k, spec.steps)
   fn = jax.jit(lambda s, ks: line_writer.write_line(
@@ -82,7 +92,10 @@ def _host_view(choice, tables, recited=(), penalty=0.0):
   """Per candidate, from the drawn tokens and log-probabilities alone:
   (allowed: a break within MAX_LEN, no character three times in a row;
   length, documented score, last character). A candidate in `recited`
-  loses `penalty`."""
+  loses `penalty`; with a novelty weight, the host n-gram's mean surprise
+  of the candidate (read after the state's token, 6) counts."""
+  likelihood = float(tables.likelihood_weight)
+  novelty = float(tables.novelty_weight)
   prior = np.asarray(tables.length_prior)
   weight = float(tables.length_weight)
   out = []
@@ -92,7 +105,9 @@ def _host_view(choice, tables, recited=(), penalty=0.0):
       out.append((False, None, None, None))
       continue
     n = breaks[0]
-    score = (lps[:n + 1].mean() + BREAK_WEIGHT * lps[n] +
+    surprise = -NGRAM.stream_log_probs(np.r_[6, toks[:n]], toks[:n + 1])
+    score = (likelihood * lps[:n + 1].mean() + BREAK_WEIGHT * lps[n] +
+             novelty * surprise.mean() +
              weight * prior[min(n, MAX_LEN)] -
              penalty * (tuple(toks[:n]) in set(recited)))
     stutters = any(toks[i] == toks[i + 1] == toks[i + 2]
@@ -102,10 +117,12 @@ def _host_view(choice, tables, recited=(), penalty=0.0):
   return out
 
 
-@pytest.mark.parametrize('weight', [1.0, 3.0])
+@pytest.mark.parametrize('weight,likelihood,novelty',
+                         [(1.0, 1.0, 0.0), (3.0, 1.0, 0.0), (1.0, 0.0, 0.0),
+                          (1.0, 1.0, 2.0), (0.0, 0.5, 1.0)])
 @pytest.mark.parametrize('key', range(6))
-def test_keeps_the_best_scoring_candidate(key, weight):
-  tables = _tables(weight=weight)
+def test_keeps_the_best_scoring_candidate(key, weight, likelihood, novelty):
+  tables = _tables(weight=weight, likelihood=likelihood, novelty=novelty)
   _, choice = _write(_stub(1.0), key, tables)
   view = _host_view(choice, tables)
   scores = [s if ok else -np.inf for ok, _, s, _ in view]
@@ -119,6 +136,20 @@ def test_keeps_the_best_scoring_candidate(key, weight):
   assert int(choice.keep) == n + 1 and not choice.capped
   np.testing.assert_array_equal(choice.line[:n + 1],
                                 choice.tokens[choice.best][:n + 1])
+
+
+@pytest.mark.parametrize('break_logit', [1.0, -np.inf])
+@pytest.mark.parametrize('key', range(3))
+def test_the_ngram_state_follows_the_kept_line(key, break_logit):
+  # The next line's surprise is read after exactly the kept line: the
+  # n-gram ids after the state's token (6) and the kept characters, the
+  # break not yet read (ended and capped lines).
+  new, choice = _write(_stub(break_logit), key, _tables(novelty=1.0))
+  grams = jnp.full((2,), -1, jnp.int32)
+  for token in [6] + [int(t) for t in choice.line[:int(choice.keep) - 1]]:
+    grams = mixture.kneser_ney_step(NGRAM_TABLES, grams, token)[1]
+  np.testing.assert_array_equal(new.grams, grams)
+  assert bool(choice.capped) == (break_logit == -np.inf)
 
 
 @pytest.mark.parametrize('key', range(4))
@@ -241,12 +272,13 @@ def tiny_model():
   return init_params(config, jax.random.key(0)), config
 
 
-def _sample(tiny_model, key, writer=LineConfig(candidates=4), **kwargs):
+def _sample(tiny_model, key, writer=LineConfig(candidates=4),
+            run_mixture=None, **kwargs):
   params, config = tiny_model
   sampling = SamplingConfig(max_copy=0, **kwargs)
   return jl.sample_text(params, config, VOCAB, '我的', jax.random.key(key),
                         length=60, config=sampling, num_samples=2,
-                        train_text=TRAIN, writer=writer)
+                        train_text=TRAIN, writer=writer, mixture=run_mixture)
 
 
 def test_same_key_same_verse(tiny_model):
@@ -279,6 +311,48 @@ def test_break_weight_prefers_lines_the_model_ends(tiny_model):
     mean_break[weight] = np.mean(breaks)
   assert kept[0.0] != kept[20.0]
   assert mean_break[20.0] > mean_break[0.0]
+
+
+def _model_log_probs(tiny_model, text):
+  """The tiny model's log-probability of each character after the seed's
+  first (the line breaks included)."""
+  params, config = tiny_model
+  ids = VOCAB.encode(text)
+  logits, _ = CharLM(config).apply({'params': params},
+                                   jnp.asarray(ids)[None, :-1],
+                                   zero_carries(config, 1))
+  log_probs = np.asarray(jax.nn.log_softmax(logits[0]))
+  return log_probs[np.arange(len(ids) - 1), ids[1:]], np.asarray(ids[1:])
+
+
+def test_likelihood_weight_prefers_lines_the_model_finds_likely(tiny_model):
+  kept, mean = {}, {}
+  for weight in (0.0, 20.0):
+    texts = kept[weight] = _sample(tiny_model, 6, LineConfig(
+        candidates=8, likelihood_weight=weight))
+    mean[weight] = np.mean(np.concatenate(
+        [_model_log_probs(tiny_model, t)[0][1:] for t in texts]))
+  assert kept[0.0] != kept[20.0]
+  assert mean[20.0] > mean[0.0]
+
+
+def test_novelty_weight_prefers_lines_the_ngram_finds_new(tiny_model):
+  # Through sample_text: the run's n-gram comes with its mixture (drawn
+  # from or not); with a heavy novelty weight the kept lines are the
+  # ones the training text's n-gram finds least likely.
+  run_mixture = mixture.DeviceMixture(mixture.MixtureSpec(), NGRAM_TABLES)
+  kept, surprise = {}, {}
+  for weight in (0.0, 20.0):
+    texts = kept[weight] = _sample(
+        tiny_model, 6, LineConfig(candidates=8, novelty_weight=weight),
+        mixture='model', run_mixture=run_mixture)
+    surprise[weight] = np.mean(np.concatenate(
+        [-NGRAM.stream_log_probs(VOCAB.encode(t)[1:-1], VOCAB.encode(t)[2:])
+         for t in texts]))
+  assert kept[0.0] != kept[20.0]
+  assert surprise[20.0] > surprise[0.0]
+  with pytest.raises(jl.JaylyricsError, match='novelty_weight=1.0 needs'):
+    _sample(tiny_model, 6, LineConfig(candidates=8, novelty_weight=1.0))
 
 
 def test_lines_count_the_seed_and_no_line_comes_twice(tiny_model):

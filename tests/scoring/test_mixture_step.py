@@ -130,6 +130,22 @@ def test_kneser_ney_tables_match_the_model_at_every_context():
     np.testing.assert_allclose(p, kn.distribution(ids[:i + 1]), rtol=1e-5)
 
 
+def test_kneser_ney_log_prob_is_the_step_distribution_at_its_token():
+  rng = np.random.default_rng(1)
+  ids = rng.integers(0, 9, 400)
+  ids[200:260] = ids[100:160]
+  kn = ngram.fit_kneser_ney(ids, 11, order=5)
+  tables = mixture_step.kneser_ney_tables(kn)
+  gram_ids = jnp.full((4,), -1, jnp.int32)
+  for i, token in enumerate(ids[:120]):
+    gram_ids = mixture_step.kneser_ney_step(tables, gram_ids, int(token))[1]
+    # The next character as in the stream, an unseen one, and another.
+    for nxt in {int(ids[i + 1]), 10, int(rng.integers(0, 9))}:
+      got = mixture_step.kneser_ney_log_prob(tables, gram_ids, nxt)
+      want = np.log(kn.distribution(ids[:i + 1])[nxt])
+      np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 def test_sampling_with_a_mixture(setup):
   model, train_ids, _ = setup
   mix = inference.device_mixture_for(
