@@ -487,14 +487,8 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
                                     max_line=0, lines=0, best_of=1)
   decoder = controls.build_decoder(draw_config, vocab, train_text, total,
                                    warn)
-  if writer.novelty_weight and ngram is None:
-    raise JaylyricsError(
-        f'novelty_weight={writer.novelty_weight} needs the run\'s n-gram of '
-        'its training text: pass mixture= from a run trained with an n-gram '
-        '(load_run), or novelty_weight=0.')
   tables = make_line_tables(vocab, config, writer, train_text, max_len,
-                            space_id, avoid,
-                            ngram if writer.novelty_weight else None)
+                            space_id, avoid, ngram)
   spec = mixture.spec if mixture is not None else None
   mix_tables = mixture.tables if mixture is not None else None
   start, resume = _programs(model_config, decoder.chain, spec,
@@ -553,7 +547,13 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
                      max_len: int, space_id: int, avoid: str,
                      ngram: KneserNeyTables | None = None) -> LineTables:
   """The device tables of one call (traced: a new rhyme, weight or line to
-  avoid does not recompile)."""
+  avoid does not recompile). ngram: the run's Kneser-Ney tables, kept only
+  for a novelty weight (which raises without them)."""
+  if writer.novelty_weight and ngram is None:
+    raise JaylyricsError(
+        f'novelty_weight={writer.novelty_weight} needs the run\'s n-gram of '
+        'its training text: pass mixture= from a run trained with an n-gram '
+        '(load_run), or novelty_weight=0.')
   first = (-1 if config.rhyme in ('auto', 'none')
            else rhyme.group_of_text(config.rhyme))
   if train_text is not None:
@@ -574,4 +574,5 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
       targets=jnp.asarray([first] + [-1] * (LETTERS - 1), jnp.int32),
       avoid=jnp.asarray(avoid_ids), train_lines=jnp.asarray(train_lines),
       recital_penalty=jnp.float32(writer.recital_penalty),
-      novelty_weight=jnp.float32(writer.novelty_weight), ngram=ngram)
+      novelty_weight=jnp.float32(writer.novelty_weight),
+      ngram=ngram if writer.novelty_weight else None)
