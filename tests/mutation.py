@@ -498,6 +498,13 @@ MUTANTS = (
            (f'{T_LINES}::test_the_ngram_state_follows_the_kept_line',),
            "the next line's surprise is read as if the line break had been "
            'read already'),
+    Mutant('seed-ngram-reads-the-last-character', LINES,
+           'jnp.where(i < seed_len - 1, new, g)',
+           'jnp.where(i < seed_len, new, g)',
+           (f'{T_LINES}::test_the_seed_primes_the_ngram_state_padding_'
+            'skipped',),
+           "the first line's surprise is read as if the seed's last "
+           'character came twice'),
     Mutant('rhyme-scheme-not-wired', LINES,
            'pattern = SCHEMES[writer.rhyme_scheme] if',
            "pattern = SCHEMES['AABB'] if",

@@ -85,11 +85,11 @@ from jaylyrics_jax.generation import controls
 from jaylyrics_jax.generation import processors
 from jaylyrics_jax.generation import sampler
 from jaylyrics_jax.generation.sampler import DecodeState
-from jaylyrics_jax.scoring.ngram import extend_ids
 from jaylyrics_jax.scoring.mixture import DeviceMixture
 from jaylyrics_jax.scoring.mixture import kneser_ney_log_prob
 from jaylyrics_jax.scoring.mixture import KneserNeyTables
 from jaylyrics_jax.scoring.mixture import MixtureSpec
+from jaylyrics_jax.scoring.ngram import extend_ids
 
 LINES_PER_CALL = 8
 # Which letter of the scheme each line takes (-1: the line need not rhyme).
@@ -127,9 +127,9 @@ class LineSpec:
 @flax.struct.dataclass
 class LineTables:
   """rhyme_of <int32>[V]: each character's rhyme group (-1: none);
-  length_prior <float32>[max_len + 1]: log P(line length); likelihood_weight,
-  length_weight, break_weight <float32>[]; targets <int32>[LETTERS]: each letter's rhyme
-  group to start with (-1: the first line of that letter sets it); avoid
+  length_prior <float32>[max_len + 1]: log P(line length);
+  likelihood_weight, length_weight, break_weight <float32>[]; targets
+  <int32>[LETTERS]: each letter's rhyme group to start with (-1: the first line of that letter sets it); avoid
   <int32>[steps]: a line (its characters then the break, padded with -1)
   that the chosen line must differ from, all -1 for none; train_lines
   <int32>[N]: the fingerprints (`line_hash`) of the training text's lines,
@@ -213,8 +213,9 @@ class LineChoice:
 
 def line_scores(log_probs: jax.Array, first_break: jax.Array,
                 length: jax.Array, tables: LineTables) -> jax.Array:
-  """The documented score of candidates <[K]>: likelihood_weight * mean
-  log-probability of their characters and break (log_probs <float32>[K, steps], the break at
+  """The documented score of candidates <[K]>, before the recital penalty
+  and the novelty term: likelihood_weight * mean log-probability of their
+  characters and break (log_probs <float32>[K, steps], the break at
   first_break), plus break_weight * the break's log-probability, plus
   length_weight * log P(length)."""
   n = first_break + 1

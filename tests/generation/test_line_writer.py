@@ -152,6 +152,18 @@ def test_the_ngram_state_follows_the_kept_line(key, break_logit):
   assert bool(choice.capped) == (break_logit == -np.inf)
 
 
+def test_the_seed_primes_the_ngram_state_padding_skipped():
+  seed = VOCAB.encode('我的天 你的')
+  for pad in (0, 4):
+    ids = jnp.asarray(np.pad(seed, (0, pad)), jnp.int32)
+    got = line_writer.seed_grams(NGRAM_TABLES, ids, jnp.int32(len(seed)))
+    grams = jnp.full((2,), -1, jnp.int32)
+    for token in seed[:-1]:  # The last one is the decode state's token.
+      grams = mixture.kneser_ney_step(NGRAM_TABLES, grams, int(token))[1]
+    np.testing.assert_array_equal(got, grams)
+  assert line_writer.seed_grams(None, ids, jnp.int32(2)).shape == (0,)
+
+
 @pytest.mark.parametrize('key', range(4))
 def test_a_recited_line_loses_the_recital_penalty(key):
   # The line kept without a penalty, made a training line: with the
