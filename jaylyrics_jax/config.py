@@ -225,7 +225,7 @@ class SamplingConfig:
       "character; combined: draw right after a space, argmax elsewhere (the "
       "original's mode 2).", choices=MODES)
   temperature: float = _field(
-      0.875, f'Divide the logits by this, in [{MIN_TEMPERATURE:g}, '
+      0.9, f'Divide the logits by this, in [{MIN_TEMPERATURE:g}, '
       f'{MAX_TEMPERATURE:g}], before drawing.')
   top_k: int = _field(
       0, 'Draw among the k most likely characters only (0 = all).')
@@ -347,6 +347,10 @@ class LineConfig:
   recital_penalty: float = _field(
       1.5, 'Subtracted from the score of a candidate line that is a whole '
       'line of the training text (a recited line; 0 = off).')
+  bent_penalty: float = _field(
+      1.5, 'Subtracted from the score of a candidate line one character '
+      'away from a training line of 4+ characters (one changed, dropped or '
+      'added: 雨下整遍 for 雨下整夜; 0 = off).')
   novelty_weight: float = _field(
       0.0, "Weight of a candidate line's mean surprise (-log p per "
       "character) under the run's Kneser-Ney n-gram of its training text in "
@@ -360,6 +364,7 @@ class LineConfig:
     _at_least_zero('length_weight', self.length_weight)
     _at_least_zero('break_weight', self.break_weight)
     _at_least_zero('recital_penalty', self.recital_penalty)
+    _at_least_zero('bent_penalty', self.bent_penalty)
     _at_least_zero('novelty_weight', self.novelty_weight)
     if self.rhyme_scheme not in SCHEME_NAMES:
       raise JaylyricsError(

@@ -505,6 +505,27 @@ MUTANTS = (
             'skipped',),
            "the first line's surprise is read as if the seed's last "
            'character came twice'),
+    Mutant('bent-penalty-dropped', LINES,
+           ' - lines.bent_penalty * bent)', ')',
+           (f'{T_LINES}::test_a_bent_line_loses_the_bent_penalty',),
+           'a training line bent by one character (雨下整遍) wins wherever '
+           'it is likely'),
+    Mutant('bent-penalty-not-wired', LINES,
+           'bent_penalty=jnp.float32(writer.bent_penalty)',
+           'bent_penalty=jnp.float32(0.0)',
+           (f'{T_LINES}::test_the_recital_tables_come_from_the_training_'
+            'lines',),
+           'LineConfig.bent_penalty has no effect'),
+    Mutant('bent-ignores-an-added-character', LINES,
+           'added = (length > BENT_MIN) &', 'added = (length > 99) &',
+           (f'{T_LINES}::test_bent_lines_on_the_device_are_the_reports',),
+           'a training line with one character added is not seen as bent'),
+    Mutant('deletion-hash-keeps-the-length', LINES,
+           'before + after + (length - 1)[:, None]',
+           'before + after + length[:, None]',
+           (f'{T_LINES}::test_bent_lines_on_the_device_are_the_reports',),
+           'a line with a character left out is fingerprinted at its old '
+           'length: no bent line is ever found'),
     Mutant('rhyme-scheme-not-wired', LINES,
            'pattern = SCHEMES[writer.rhyme_scheme] if',
            "pattern = SCHEMES['AABB'] if",

@@ -5,6 +5,7 @@ all requests go to 127.0.0.1 only, and every wait is bounded."""
 
 import http.client
 import json
+import re
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ pytest.importorskip('fastapi', reason="pip install -e '.[demo]'")
 from fastapi.testclient import TestClient
 from experiments import web_app
 from experiments import web_queue
+from jaylyrics_jax.config import SamplingConfig
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 BIG = '9' * 400  # A 400-digit integer, as raw JSON.
@@ -356,3 +358,10 @@ def test_concurrent_writes_all_answered(served):
     t.join(90)
   assert len(results) == 12
   assert set(results) <= {200, 503} and results.count(200) >= 3, results
+
+
+def test_the_page_starts_at_the_library_default_temperature():
+  # The page is one static file: its field repeats SamplingConfig's value.
+  with open(web_app.PAGE, encoding='utf-8') as f:
+    field = re.search(r'<input id="temperature" value="([^"]+)"', f.read())
+  assert float(field.group(1)) == SamplingConfig.temperature

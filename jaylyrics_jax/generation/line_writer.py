@@ -27,6 +27,8 @@ character fits reads as broken (我可以电线). So for every line:
 
            - recital_penalty, if the candidate is a whole line of the
              training text (and the line has no seed characters)
+           - bent_penalty, if instead it is one character away from one
+             (`bent_lines`; no seed characters either)
 
    where P is the training text's line-length distribution (add-half
    smoothed). The break's own log-probability says whether the model
@@ -90,6 +92,7 @@ from jaylyrics_jax.scoring.mixture import kneser_ney_log_prob
 from jaylyrics_jax.scoring.mixture import KneserNeyTables
 from jaylyrics_jax.scoring.mixture import MixtureSpec
 from jaylyrics_jax.scoring.ngram import extend_ids
+from jaylyrics_jax.scoring.ngram import insertion_index
 
 LINES_PER_CALL = 8
 # Which letter of the scheme each line takes (-1: the line need not rhyme).
@@ -98,6 +101,7 @@ SCHEMES = {'free': (), 'AABB': (0, 0, 1, 1), 'ABAB': (0, 1, 0, 1),
 LETTERS = 2
 UNBOUNDED_LINE = 32  # The cap of a line when SamplingConfig.max_line is 0.
 SEEN_LINES = 64  # Lines remembered so that none is written twice.
+BENT_MIN = 4  # The shortest training line whose near copies are bent.
 NO_LINE = np.iinfo(np.int32).max  # The fingerprint of an empty slot.
 # The largest sampler state (model carry and controls) the draw keeps for
 # every candidate and step; a bigger one is read again instead.
@@ -134,6 +138,9 @@ class LineTables:
   that the chosen line must differ from, all -1 for none; train_lines
   <int32>[N]: the fingerprints (`line_hash`) of the training text's lines,
   recital_penalty <float32>[] what a candidate among them loses;
+  train_deletions <int32>[M]: the fingerprints of the training lines of
+  BENT_MIN+ characters with one character left out (`deletion_hashes`),
+  bent_penalty <float32>[] what a bent line loses;
   novelty_weight <float32>[] and ngram: the Kneser-Ney tables whose surprise
   it weighs (None: no novelty term)."""
   rhyme_of: jax.Array
@@ -145,6 +152,8 @@ class LineTables:
   avoid: jax.Array
   train_lines: jax.Array
   recital_penalty: jax.Array
+  train_deletions: jax.Array
+  bent_penalty: jax.Array
   novelty_weight: jax.Array
   ngram: KneserNeyTables | None = None
 
@@ -252,6 +261,44 @@ def line_hash(tokens: jax.Array, length: jax.Array) -> jax.Array:
                  axis=1) + length
 
 
+def deletion_hashes(tokens: jax.Array, length: jax.Array) -> jax.Array:
+  """<int32>[K, L]: entry j is the `line_hash` of row k's first length[k]
+  characters with the j-th left out (NO_LINE for j >= length[k])."""
+  powers = jnp.cumprod(jnp.full((tokens.shape[1],), 31, jnp.int32))
+  lower = jnp.concatenate([jnp.ones((1,), jnp.int32), powers[:-1]])
+  inside = jnp.arange(tokens.shape[1])[None, :] < length[:, None]
+  # The characters before j keep their place, those after move down one.
+  terms = jnp.where(inside, (tokens + 1) * powers[None, :], 0)
+  moved = jnp.where(inside, (tokens + 1) * lower[None, :], 0)
+  before = jnp.cumsum(terms, axis=1) - terms
+  after = jnp.sum(moved, axis=1, keepdims=True) - jnp.cumsum(moved, axis=1)
+  return jnp.where(inside, before + after + (length - 1)[:, None], NO_LINE)
+
+
+def _member(table: jax.Array, queries: jax.Array) -> jax.Array:
+  """<bool>[queries.shape]: each query is in the sorted `table`."""
+  at = jnp.minimum(insertion_index(table, queries), table.shape[0] - 1)
+  return table[at] == queries
+
+
+def bent_lines(tokens: jax.Array, length: jax.Array, hashes: jax.Array,
+               train_lines: jax.Array, train_deletions: jax.Array
+               ) -> jax.Array:
+  """<bool>[K]: the row's first `length` characters (fingerprint `hashes`)
+  are one character from a training line of BENT_MIN+ characters: one
+  changed (or two swapped), one dropped or one added (雨下整遍, 慢温习,
+  你已得很远 from 雨下整夜, 慢慢温习, 你已走得很远). A training line itself
+  is not bent."""
+  dels = deletion_hashes(tokens, length)
+  inside = jnp.arange(tokens.shape[1])[None, :] < length[:, None]
+  changed = jnp.any(_member(train_deletions, dels) & inside, axis=1)
+  dropped = _member(train_deletions, hashes)
+  added = (length > BENT_MIN) & jnp.any(_member(train_lines, dels) & inside,
+                                        axis=1)
+  whole = _member(train_lines, hashes)
+  return ~whole & (changed | dropped | added)
+
+
 def _stutters(tokens: jax.Array, first: jax.Array) -> jax.Array:
   """<bool>[K]: the line (before its break) has one character three
   times in a row (公公公公)."""
@@ -307,8 +354,10 @@ def write_line(step_fn: Callable, chain: processors.Chain,
             (last != state.prev_end))
   recited = (state.line_len == 0) & jnp.any(
       hashes[:, None] == lines.train_lines[None, :], axis=1)
+  bent = (state.line_len == 0) & bent_lines(
+      tokens, first, hashes, lines.train_lines, lines.train_deletions)
   scores = (line_scores(log_probs, first, length, lines) -
-            lines.recital_penalty * recited)
+            lines.recital_penalty * recited - lines.bent_penalty * bent)
   if lines.ngram is not None:
     surprise, grams = jax.vmap(
         lambda t: ngram_surprise(lines.ngram, state.grams, state.decode.token,
@@ -429,6 +478,26 @@ def training_line_hashes(train_text: str, vocab: Vocabulary,
   lengths = np.asarray([len(e) for e in encoded], np.int32)
   return np.unique(np.asarray(line_hash(jnp.asarray(ids),
                                         jnp.asarray(lengths))))
+
+
+@functools.lru_cache(maxsize=4)
+def training_deletion_hashes(train_text: str, vocab: Vocabulary,
+                             max_len: int) -> np.ndarray:
+  """<int32>[M]: the distinct `deletion_hashes` of the training text's
+  lines of BENT_MIN to max_len + 1 characters (one NO_LINE when none)."""
+  encoded = []
+  for line in set(train_text.split(' ')):
+    ids = vocab.encode(line, unknown='skip')
+    if BENT_MIN <= len(ids) == len(line) <= max_len + 1:
+      encoded.append(ids)
+  if not encoded:
+    return np.full(1, NO_LINE, np.int32)
+  ids = np.zeros((len(encoded), max_len + 1), np.int32)
+  for i, e in enumerate(encoded):
+    ids[i, :len(e)] = e
+  lengths = np.asarray([len(e) for e in encoded], np.int32)
+  dels = np.asarray(deletion_hashes(jnp.asarray(ids), jnp.asarray(lengths)))
+  return np.unique(dels[dels != NO_LINE])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -562,6 +631,7 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
   else:
     prior = np.zeros(max_len + 1, np.float32)
   train_lines = training_line_hashes(train_text or '', vocab, max_len)
+  train_deletions = training_deletion_hashes(train_text or '', vocab, max_len)
   avoid_ids = np.full(max_len + 1, -1, np.int32)
   if avoid:
     ids = list(vocab.encode(avoid, unknown='skip'))[:max_len] + [space_id]
@@ -575,5 +645,7 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
       targets=jnp.asarray([first] + [-1] * (LETTERS - 1), jnp.int32),
       avoid=jnp.asarray(avoid_ids), train_lines=jnp.asarray(train_lines),
       recital_penalty=jnp.float32(writer.recital_penalty),
+      train_deletions=jnp.asarray(train_deletions),
+      bent_penalty=jnp.float32(writer.bent_penalty),
       novelty_weight=jnp.float32(writer.novelty_weight),
       ngram=ngram if writer.novelty_weight else None)

@@ -16,6 +16,11 @@ texts weigh by their size.
                      (it holds the seed), that are whole lines of the
                      training text: recited lines too short for the
                      8-gram figure (不用麻烦了).
+  bent_lines         share of the same lines that are not training lines
+                     but one character away from one of BENT_MIN+
+                     characters: one changed (or two swapped), dropped or
+                     added. A training line bent out of shape (雨下整遍,
+                     慢温习 from 雨下整夜, 慢慢温习) reads as a slip.
   rhyme_rate         share of consecutive complete line pairs, both of at
                      least 3 characters, whose last characters are in the
                      same rhyme group (`jaylyrics_jax.data.rhyme`).
@@ -60,10 +65,11 @@ COPY_N = 8
 RARE_COUNT = 3
 FLUENCY_ORDER = 5
 RHYME_MIN_LINE = 3
+BENT_MIN = 4
 
 FIGURES = ('mean_line_length', 'one_char_lines', 'finished_lines',
            'word_chars', 'self_repetition', 'training_copies',
-           'training_lines', 'rhyme_rate',
+           'training_lines', 'bent_lines', 'rhyme_rate',
            'identical_ends', 'distinct_2', 'rare_chars', 'fluency_bpc')
 
 
@@ -84,6 +90,21 @@ def gram_set(text: str, n: int) -> frozenset[str]:
   """Every n-gram of `text` with the spaces removed (cached: the training
   text's sets are asked for once per sample and per report)."""
   return frozenset(_grams(text.replace(' ', ''), n))
+
+
+def _deletions(line: str) -> set[str]:
+  return {line[:j] + line[j + 1:] for j in range(len(line))}
+
+
+def is_bent(line: str, lines: frozenset, deletions: frozenset) -> bool:
+  """`line` is one character from a training line of BENT_MIN+ characters
+  (`lines`; `deletions`: theirs with one character left out) and is not
+  one: the module docstring's bent line."""
+  if line in lines:
+    return False
+  own = _deletions(line)
+  return (line in deletions or any(d in deletions for d in own) or
+          (len(line) > BENT_MIN and any(d in lines for d in own)))
 
 
 def rhyme_pairs(lines: Sequence[str]) -> tuple[int, int, int]:
@@ -133,6 +154,7 @@ class Judge:
   vocab: Vocabulary
   copy_grams: frozenset
   lines: frozenset
+  deletions: frozenset
   char_counts: dict
   fluency: ngram.KneserNey | None
   words: bool = True
@@ -149,9 +171,11 @@ def make_judge(train_text: str, vocab: Vocabulary,
   ids = vocab.encode(train_text, unknown='skip')
   kn = (ngram.fit_kneser_ney(ids, vocab.size, FLUENCY_ORDER)
         if fluency and len(ids) else None)
-  return Judge(train_text, vocab, gram_set(train_text, COPY_N),
-               frozenset(line for line in train_text.split(' ') if line),
-               counts, kn, words=fluency)
+  lines = frozenset(line for line in train_text.split(' ') if line)
+  deletions = frozenset().union(
+      *(_deletions(line) for line in lines if len(line) >= BENT_MIN))
+  return Judge(train_text, vocab, gram_set(train_text, COPY_N), lines,
+               deletions, counts, kn, words=fluency)
 
 
 def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
@@ -159,7 +183,7 @@ def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
   has no case, e.g. no complete line)."""
   lines_total = line_chars = one_char = 0
   grams4 = repeated4 = grams8 = copied8 = 0
-  later_lines = recited = 0
+  later_lines = recited = bent = 0
   eligible = rhymed = identical = 0
   distinct = []
   chars = rare = 0
@@ -175,6 +199,8 @@ def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
     one_char += sum(len(line) == 1 for line in lines)
     later_lines += len(lines[1:])
     recited += sum(line in judge.lines for line in lines[1:])
+    bent += sum(is_bent(line, judge.lines, judge.deletions)
+                for line in lines[1:])
     e, r, i = rhyme_pairs(lines)
     eligible, rhymed, identical = eligible + e, rhymed + r, identical + i
     flat = text.replace(' ', '')
@@ -207,6 +233,7 @@ def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
       'self_repetition': ratio(repeated4, grams4),
       'training_copies': ratio(copied8, grams8),
       'training_lines': ratio(recited, later_lines),
+      'bent_lines': ratio(bent, later_lines),
       'rhyme_rate': ratio(rhymed, eligible),
       'identical_ends': ratio(identical, eligible),
       'distinct_2': float(np.mean(distinct)) if distinct else float('nan'),

@@ -51,7 +51,7 @@ def _stub(break_logit):
 
 
 def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0,
-            likelihood=1.0, novelty=0.0):
+            likelihood=1.0, novelty=0.0, bent=0.0):
   """recited: lines (id tuples) that count as training lines."""
   prior = line_writer.length_prior(TRAIN, MAX_LEN)
   avoid_ids = np.full(MAX_LEN + 1, -1, np.int32)
@@ -68,6 +68,9 @@ def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0,
       train_lines=jnp.asarray(line_writer.training_line_hashes(
           lines + ' ', VOCAB, MAX_LEN)),
       recital_penalty=jnp.float32(penalty),
+      train_deletions=jnp.asarray(line_writer.training_deletion_hashes(
+          lines + ' ', VOCAB, MAX_LEN)),
+      bent_penalty=jnp.float32(bent),
       novelty_weight=jnp.float32(novelty),
       ngram=NGRAM_TABLES if novelty else None)
 
@@ -88,11 +91,22 @@ def _write(step, key, tables, pattern=(), k=8, line_len=0, prev_end=-1,
   return jax.tree.map(np.asarray, fn(state, keys))
 
 
-def _host_view(choice, tables, recited=(), penalty=0.0):
+def _is_bent(ids, train_text):
+  """The report's bent line, on the host (False without a text)."""
+  if train_text is None:
+    return False
+  judge = realism.make_judge(train_text, VOCAB, fluency=False)
+  return realism.is_bent(VOCAB.decode(np.asarray(ids)), judge.lines,
+                         judge.deletions)
+
+
+def _host_view(choice, tables, recited=(), penalty=0.0, bent_text=None,
+               bent=0.0):
   """Per candidate, from the drawn tokens and log-probabilities alone:
   (allowed: a break within MAX_LEN, no character three times in a row;
   length, documented score, last character). A candidate in `recited`
-  loses `penalty`; with a novelty weight, the host n-gram's mean surprise
+  loses `penalty`, one bent from a line of `bent_text` loses `bent`; with a
+  novelty weight, the host n-gram's mean surprise
   of the candidate (read after the state's token, 6) counts."""
   likelihood = float(tables.likelihood_weight)
   novelty = float(tables.novelty_weight)
@@ -107,7 +121,7 @@ def _host_view(choice, tables, recited=(), penalty=0.0):
     n = breaks[0]
     surprise = -NGRAM.stream_log_probs(np.r_[6, toks[:n]], toks[:n + 1])
     score = (likelihood * lps[:n + 1].mean() + BREAK_WEIGHT * lps[n] +
-             novelty * surprise.mean() +
+             novelty * surprise.mean() - bent * _is_bent(toks[:n], bent_text) +
              weight * prior[min(n, MAX_LEN)] -
              penalty * (tuple(toks[:n]) in set(recited)))
     stutters = any(toks[i] == toks[i + 1] == toks[i + 2]
@@ -180,11 +194,74 @@ def test_a_recited_line_loses_the_recital_penalty(key):
     assert (kept == recited[0]) == (penalty == 0.0)
 
 
+@pytest.mark.parametrize('key', range(4))
+def test_a_bent_line_loses_the_bent_penalty(key):
+  # The line kept without a penalty (4+ characters), made one character
+  # away from a training line: with the penalty, the best of the others
+  # by the documented score is kept.
+  for k in range(key, key + 20):
+    _, plain = _write(_stub(1.0), k, _tables())
+    if int(plain.keep) - 1 >= line_writer.BENT_MIN:
+      break
+  kept = [int(t) for t in plain.line[:int(plain.keep) - 1]]
+  changed = kept[:1] + [(kept[1] % (V - 1)) + 1] + kept[2:]  # Not 0: no break.
+  text = VOCAB.decode(np.asarray(changed)) + ' '
+  for penalty in (0.0, 50.0):
+    tables = _tables(recited=[tuple(changed)], bent=penalty)
+    tables = tables.replace(train_lines=jnp.asarray(
+        line_writer.training_line_hashes(text, VOCAB, MAX_LEN)),
+        train_deletions=jnp.asarray(line_writer.training_deletion_hashes(
+            text, VOCAB, MAX_LEN)))
+    _, choice = _write(_stub(1.0), k, tables)
+    view = _host_view(choice, tables, bent_text=text, bent=penalty)
+    scores = [s if ok else -np.inf for ok, _, s, _ in view]
+    assert int(choice.best) == int(np.argmax(scores))
+    for (ok, _, s, _), device in zip(view, choice.scores):
+      if ok:
+        assert device == pytest.approx(s, abs=1e-5)
+    now = [int(t) for t in choice.line[:int(choice.keep) - 1]]
+    assert (now == kept) == (penalty == 0.0)
+
+
+def test_bent_lines_on_the_device_are_the_reports():
+  train = '我的天边 你的雨 他的风花 天边的我他 我他 '
+  judge = realism.make_judge(train, VOCAB, fluency=False)
+  lines = ['我的天前', '我天边', '我的天边你', '你我的天边', '我的天边',
+           '的我天边', '你的雨', '你雨', '他的风', '他你的风花', '天边的我你',
+           '我他的', '天的我他', '花花花花']
+  rng = np.random.default_rng(0)
+  lines += [VOCAB.decode(rng.integers(1, V, rng.integers(1, 7)))
+            for _ in range(200)]
+  ids = [VOCAB.encode(line) for line in lines]
+  tokens = np.zeros((len(ids), MAX_LEN + 1), np.int32)
+  for i, row in enumerate(ids):
+    tokens[i, :len(row)] = row
+  length = jnp.asarray([len(row) for row in ids], jnp.int32)
+  tokens = jnp.asarray(tokens)
+  got = line_writer.bent_lines(
+      tokens, length, line_writer.line_hash(tokens, length),
+      jnp.asarray(line_writer.training_line_hashes(train, VOCAB, MAX_LEN)),
+      jnp.asarray(line_writer.training_deletion_hashes(train, VOCAB,
+                                                       MAX_LEN)))
+  want = [realism.is_bent(line, judge.lines, judge.deletions)
+          for line in lines]
+  np.testing.assert_array_equal(np.asarray(got), want)
+  # Changed, dropped, added, swapped: bent; the line itself, near copies
+  # of a 3-character training line and unrelated lines: not.
+  assert want[:14] == [True, True, True, True, False, True, False, False,
+                       True, True, True, False, True, False]
+
+
 def test_the_recital_tables_come_from_the_training_lines():
   config = SamplingConfig()
   tables = line_writer.make_line_tables(
-      VOCAB, config, LineConfig(recital_penalty=2.5), TRAIN, MAX_LEN, 0, '')
+      VOCAB, config, LineConfig(recital_penalty=2.5, bent_penalty=0.75),
+      TRAIN, MAX_LEN, 0, '')
   assert float(tables.recital_penalty) == 2.5
+  assert float(tables.bent_penalty) == 0.75
+  np.testing.assert_array_equal(
+      tables.train_deletions,
+      line_writer.training_deletion_hashes(TRAIN, VOCAB, MAX_LEN))
   # Lines with a character outside the vocabulary (风花雪) are left out.
   ids = [VOCAB.encode(line) for line in TRAIN.split()
          if all(ch in CHARS for ch in line)]
@@ -401,6 +478,16 @@ def test_finished_lines_count_lines_that_end_on_a_word():
   quick = realism.report(['我的天空 '], realism.make_judge(TRAIN, VOCAB,
                                                           fluency=False))
   assert np.isnan(quick['finished_lines'])
+
+
+def test_bent_lines_count_near_copies_of_training_lines_after_the_first():
+  judge = realism.make_judge(TRAIN, VOCAB, fluency=False)
+  # After the first: 我你的天边 is 我和你的天边 with one dropped (bent);
+  # 我和你的前 is two away; 天我他你 is one added to 我他你, a 3-character
+  # line; 你的雨 is whole.
+  figures = realism.report(['我的天 我和你的前 我你的天边 天我他你 你的雨 '],
+                           judge)
+  assert figures['bent_lines'] == pytest.approx(1 / 4)
 
 
 def test_training_lines_count_whole_recited_lines_after_the_first():
