@@ -345,7 +345,7 @@ class LineConfig:
       'line\'s score: how sure the model is that the line is finished '
       'where it ends.')
   recital_penalty: float = _field(
-      1.5, 'Subtracted from the score of a candidate line that is a whole '
+      2.0, 'Subtracted from the score of a candidate line that is a whole '
       'line of the training text (a recited line; 0 = off).')
   bent_penalty: float = _field(
       1.5, 'Subtracted from the score of a candidate line one character '
