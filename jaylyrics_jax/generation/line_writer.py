@@ -459,25 +459,35 @@ def length_prior(train_text: str, max_len: int) -> np.ndarray:
   return np.log(counts / counts.sum()).astype(np.float32)
 
 
+def _training_lines(train_text: str, vocab: Vocabulary, min_len: int,
+                    max_len: int) -> tuple[jax.Array, jax.Array] | None:
+  """The distinct training lines of min_len..max_len characters as
+  (ids <int32>[N, max_len] zero-padded, lengths <int32>[N]); None if none.
+  A line with a character outside the vocabulary is never written whole,
+  so it is left out."""
+  encoded = []
+  for line in set(train_text.split(' ')):
+    ids = vocab.encode(line, unknown='skip')
+    if 0 < min_len <= len(ids) == len(line) <= max_len:
+      encoded.append(ids)
+  if not encoded:
+    return None
+  ids = np.zeros((len(encoded), max_len), np.int32)
+  for i, e in enumerate(encoded):
+    ids[i, :len(e)] = e
+  return (jnp.asarray(ids),
+          jnp.asarray([len(e) for e in encoded], jnp.int32))
+
+
 @functools.lru_cache(maxsize=4)
 def training_line_hashes(train_text: str, vocab: Vocabulary,
                          max_len: int) -> np.ndarray:
   """<int32>[N]: the distinct `line_hash` fingerprints of the training
   text's lines of at most max_len characters (one NO_LINE when none)."""
-  encoded = []
-  for line in set(train_text.split(' ')):
-    ids = vocab.encode(line, unknown='skip')
-    # A line with a character outside the vocabulary is never written whole.
-    if 0 < len(ids) == len(line) <= max_len:
-      encoded.append(ids)
-  if not encoded:
+  lines = _training_lines(train_text, vocab, 1, max_len)
+  if lines is None:
     return np.full(1, NO_LINE, np.int32)
-  ids = np.zeros((len(encoded), max_len), np.int32)
-  for i, e in enumerate(encoded):
-    ids[i, :len(e)] = e
-  lengths = np.asarray([len(e) for e in encoded], np.int32)
-  return np.unique(np.asarray(line_hash(jnp.asarray(ids),
-                                        jnp.asarray(lengths))))
+  return np.unique(np.asarray(line_hash(*lines)))
 
 
 @functools.lru_cache(maxsize=4)
@@ -485,18 +495,10 @@ def training_deletion_hashes(train_text: str, vocab: Vocabulary,
                              max_len: int) -> np.ndarray:
   """<int32>[M]: the distinct `deletion_hashes` of the training text's
   lines of BENT_MIN to max_len + 1 characters (one NO_LINE when none)."""
-  encoded = []
-  for line in set(train_text.split(' ')):
-    ids = vocab.encode(line, unknown='skip')
-    if BENT_MIN <= len(ids) == len(line) <= max_len + 1:
-      encoded.append(ids)
-  if not encoded:
+  lines = _training_lines(train_text, vocab, BENT_MIN, max_len + 1)
+  if lines is None:
     return np.full(1, NO_LINE, np.int32)
-  ids = np.zeros((len(encoded), max_len + 1), np.int32)
-  for i, e in enumerate(encoded):
-    ids[i, :len(e)] = e
-  lengths = np.asarray([len(e) for e in encoded], np.int32)
-  dels = np.asarray(deletion_hashes(jnp.asarray(ids), jnp.asarray(lengths)))
+  dels = np.asarray(deletion_hashes(*lines))
   return np.unique(dels[dels != NO_LINE])
 
 
