@@ -96,6 +96,15 @@ def _deletions(line: str) -> set[str]:
   return {line[:j] + line[j + 1:] for j in range(len(line))}
 
 
+@functools.lru_cache(maxsize=8)
+def training_lines(train_text: str) -> tuple[frozenset, frozenset]:
+  """The training text's lines, and those of BENT_MIN+ characters with one
+  character left out (cached: best-of builds a judge per call)."""
+  lines = frozenset(line for line in train_text.split(' ') if line)
+  return lines, frozenset().union(
+      *(_deletions(line) for line in lines if len(line) >= BENT_MIN))
+
+
 def is_bent(line: str, lines: frozenset, deletions: frozenset) -> bool:
   """`line` is one character from a training line of BENT_MIN+ characters
   (`lines`; `deletions`: theirs with one character left out) and is not
@@ -171,9 +180,7 @@ def make_judge(train_text: str, vocab: Vocabulary,
   ids = vocab.encode(train_text, unknown='skip')
   kn = (ngram.fit_kneser_ney(ids, vocab.size, FLUENCY_ORDER)
         if fluency and len(ids) else None)
-  lines = frozenset(line for line in train_text.split(' ') if line)
-  deletions = frozenset().union(
-      *(_deletions(line) for line in lines if len(line) >= BENT_MIN))
+  lines, deletions = training_lines(train_text)
   return Judge(train_text, vocab, gram_set(train_text, COPY_N), lines,
                deletions, counts, kn, words=fluency)
 
