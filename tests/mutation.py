@@ -400,7 +400,7 @@ MUTANTS = (
 
     # ---- generation/line_writer.py: the line writer -----------------------
     Mutant('lines-scored-by-sum', LINES,
-           'axis=1) / n', 'axis=1)',
+           'log_probs, 0.0), axis=1) / n', 'log_probs, 0.0), axis=1)',
            (L_BEST,),
            'candidates are scored by total, not mean, log-probability: '
            'short lines win'),
@@ -450,7 +450,7 @@ MUTANTS = (
            'after a line cut at the cap, the next line continues the cut '
            "line's drawn character instead of starting a new line"),
     Mutant('recital-penalty-dropped', LINES,
-           '-\n            lines.recital_penalty * recited)', '+ 0)',
+           '-\n            lines.recital_penalty * recited -', '+ 0 -',
            (f'{T_LINES}::test_a_recited_line_loses_the_recital_penalty',),
            'a whole line of the training text wins wherever it fits: the '
            'same recited line comes back in verse after verse'),
