@@ -38,6 +38,7 @@ from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.generation.controls import build_decoder
 from jaylyrics_jax.generation.lyrics import sample_candidates
 from jaylyrics_jax.generation.lyrics import sample_text
+from jaylyrics_jax.generation.lyrics import text_key
 from jaylyrics_jax.generation.line_writer import write_verses
 from jaylyrics_jax.generation.sampler import generate
 from jaylyrics_jax.models.charlm import CharLM
@@ -100,6 +101,7 @@ __all__ = [
     'reference_pieces',
     'sample_candidates',
     'sample_text',
+    'text_key',
     'write_verses',
     'SamplingConfig',
     'load_model',

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+import jaylyrics_jax as jl
+
 from conftest import REPO
 from conftest import synthetic_lyrics
 
@@ -78,6 +80,21 @@ def test_sample_is_reproducible(trained):
                 if line.startswith('# ')]
   assert mixtures[-1] == '1.00*model'
   assert len(set(mixtures[-2:]) | {mixtures[0]}) == 3, mixtures
+
+
+def test_sample_draws_with_the_seed_texts_key(trained):
+  # The key folds the seed text in (`text_key`): two seed texts with one
+  # --rng_seed draw different random numbers.
+  _, workdir, _, cache = trained
+  text = _run('sample', '--seed=春天', '--length=60', '--rng_seed=1',
+              '--nonewlines', f'--workdir={workdir}',
+              cache=cache).stdout.splitlines()[0]
+  run = jl.load_run(str(workdir))
+  model = run.model
+  expected = jl.sample_text(model.params, model.model_config, model.vocab,
+                            '春天', jl.text_key(1, '春天'), length=60,
+                            mixture=run.mixture, train_text=run.train_text)
+  assert text == expected[0]
 
 
 def test_sample_writes_lines_and_judge_reports(trained):

@@ -13,6 +13,7 @@ kept by `candidate_score`.
 
 import dataclasses
 import math
+import zlib
 from typing import Any, Callable
 
 import jax
@@ -147,6 +148,19 @@ def sample_candidates(params: Any, model_config: ModelConfig,
     group.sort(key=lambda c: -c.score)
     out.append(group)
   return out
+
+
+def text_key(rng_seed: int, seed: str) -> jax.Array:
+  """The key `experiments.sample` and the demo page draw `seed`'s lyrics
+  with: `jax.random.key(rng_seed)` with the seed text folded in (its CRC-32).
+
+  With the bare rng seed, two seed texts draw the same random numbers line
+  by line, and once their last few characters agree the two texts go on
+  with the same lines; folded in, each seed text gets its own numbers,
+  and the same rng seed and seed text still give the same key.
+  """
+  return jax.random.fold_in(jax.random.key(rng_seed),
+                            zlib.crc32(seed.encode('utf-8')))
 
 
 def sample_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,

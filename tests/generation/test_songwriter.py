@@ -1,8 +1,11 @@
 """The songwriter behind the demo page (its JSON API: test_web_requests.py)."""
 
+import dataclasses
+
 import pytest
 
 from conftest import tiny_songwriter
+import jaylyrics_jax as jl
 from jaylyrics_jax.data import rhyme
 from jaylyrics_jax.errors import JaylyricsError
 
@@ -27,6 +30,21 @@ def test_write_gives_the_lines_asked_for_rhyming(writer):
   # (to_dict: the figures hold nan, which never equals itself.)
   assert writer.write('春天', lines=5, rng_seed=1).to_dict() == song.to_dict()
   assert writer.write('春天', lines=5, rng_seed=2).lines != song.lines
+
+
+@pytest.mark.parametrize('whole_lines', [False, True])
+def test_write_draws_what_the_library_draws_with_the_text_key(writer,
+                                                               whole_lines):
+  songwriter = tiny_songwriter() if whole_lines else writer
+  model = songwriter.model
+  config = dataclasses.replace(songwriter.config, lines=4, rhyme='none')
+  for seed in ('春天', '秋天'):
+    song = songwriter.write(seed, lines=4, rhyme_choice='none', rng_seed=5)
+    text = jl.sample_text(model.params, model.model_config, model.vocab, seed,
+                          jl.text_key(5, seed), config=config,
+                          train_text=songwriter.train_text,
+                          writer=songwriter.writer)[0]
+    assert song.text == text
 
 
 def test_a_chosen_rhyme_and_no_rhyme(writer):

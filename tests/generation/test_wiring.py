@@ -233,3 +233,11 @@ def test_rhyme_scheme_reaches_the_line_writer(uniform):
   assert set(ends['AAAA']) == {'地', '你'}, ends
   assert all(a != b for a, b in zip(ends['AAAA'], ends['AAAA'][1:])), ends
   assert sum(end in '地你' for end in ends['free']) <= 8, ends
+
+
+def test_text_key_folds_the_seed_text_into_the_rng_seed():
+  data = lambda key: jax.random.key_data(key).tolist()
+  assert data(jl.text_key(3, '从前')) == data(jl.text_key(3, '从前'))
+  assert data(jl.text_key(3, '从前')) != data(jl.text_key(3, '天空'))
+  assert data(jl.text_key(3, '从前')) != data(jl.text_key(4, '从前'))
+  assert data(jl.text_key(3, '从前')) != data(jax.random.key(3))
