@@ -310,6 +310,9 @@ class SamplingConfig:
 
 
 SCHEME_NAMES = ('free', 'AABB', 'ABAB', 'AAAA')
+# The shortest training line whose near copies count as bent: by the line
+# writer's `bent_penalty` and by the realism report's `bent_lines`.
+BENT_MIN = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,8 +352,8 @@ class LineConfig:
       'line of the training text (a recited line; 0 = off).')
   bent_penalty: float = _field(
       1.5, 'Subtracted from the score of a candidate line one character '
-      'away from a training line of 4+ characters (one changed, dropped or '
-      'added: 雨下整遍 for 雨下整夜; 0 = off).')
+      f'away from a training line of {BENT_MIN}+ characters (one changed, '
+      'dropped or added: 雨下整遍 for 雨下整夜; 0 = off).')
   novelty_weight: float = _field(
       0.0, "Weight of a candidate line's mean surprise (-log p per "
       "character) under the run's Kneser-Ney n-gram of its training text in "

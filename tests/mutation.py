@@ -400,7 +400,7 @@ MUTANTS = (
 
     # ---- generation/line_writer.py: the line writer -----------------------
     Mutant('lines-scored-by-sum', LINES,
-           'log_probs, 0.0), axis=1) / n', 'log_probs, 0.0), axis=1)',
+           'values, 0.0), axis=1) / n', 'values, 0.0), axis=1)',
            (L_BEST,),
            'candidates are scored by total, not mean, log-probability: '
            'short lines win'),
@@ -482,8 +482,8 @@ MUTANTS = (
             'likely',),
            'LineConfig.likelihood_weight has no effect (always the default)'),
     Mutant('novelty-term-dropped', LINES,
-           'scores = scores + lines.novelty_weight * (',
-           'scores = scores + 0.0 * (',
+           'scores = scores + lines.novelty_weight * _line_mean(',
+           'scores = scores + 0.0 * _line_mean(',
            (L_BEST,),
            "the n-gram's surprise no longer counts: lines pieced together "
            'from training phrases win as before'),

@@ -77,6 +77,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaylyrics_jax.config import BENT_MIN
 from jaylyrics_jax.config import LineConfig
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.config import SamplingConfig
@@ -101,7 +102,6 @@ SCHEMES = {'free': (), 'AABB': (0, 0, 1, 1), 'ABAB': (0, 1, 0, 1),
 LETTERS = 2
 UNBOUNDED_LINE = 32  # The cap of a line when SamplingConfig.max_line is 0.
 SEEN_LINES = 64  # Lines remembered so that none is written twice.
-BENT_MIN = 4  # The shortest training line whose near copies are bent.
 NO_LINE = np.iinfo(np.int32).max  # The fingerprint of an empty slot.
 # The largest sampler state (model carry and controls) the draw keeps for
 # every candidate and step; a bigger one is read again instead.
@@ -220,6 +220,14 @@ class LineChoice:
   capped: jax.Array
 
 
+def _line_mean(values: jax.Array, first_break: jax.Array) -> jax.Array:
+  """<float32>[K]: the mean of each row of values <float32>[K, steps] over
+  its line's characters and break (the first first_break + 1)."""
+  n = first_break + 1
+  upto = jnp.arange(values.shape[1])[None, :] < n[:, None]
+  return jnp.sum(jnp.where(upto, values, 0.0), axis=1) / n
+
+
 def line_scores(log_probs: jax.Array, first_break: jax.Array,
                 length: jax.Array, tables: LineTables) -> jax.Array:
   """The documented score of candidates <[K]>, before the recital penalty
@@ -227,9 +235,7 @@ def line_scores(log_probs: jax.Array, first_break: jax.Array,
   characters and break (log_probs <float32>[K, steps], the break at
   first_break), plus break_weight * the break's log-probability, plus
   length_weight * log P(length)."""
-  n = first_break + 1
-  upto = jnp.arange(log_probs.shape[1])[None, :] < n[:, None]
-  mean = jnp.sum(jnp.where(upto, log_probs, 0.0), axis=1) / n
+  mean = _line_mean(log_probs, first_break)
   at_break = jnp.take_along_axis(log_probs, first_break[:, None], 1)[:, 0]
   last = tables.length_prior.shape[0] - 1
   return (tables.likelihood_weight * mean + tables.break_weight * at_break +
@@ -362,10 +368,7 @@ def write_line(step_fn: Callable, chain: processors.Chain,
     surprise, grams = jax.vmap(
         lambda t: ngram_surprise(lines.ngram, state.grams, state.decode.token,
                                  t))(tokens)
-    n = first + 1
-    upto = jnp.arange(steps)[None, :] < n[:, None]
-    scores = scores + lines.novelty_weight * (
-        jnp.sum(jnp.where(upto, surprise, 0.0), axis=1) / n)
+    scores = scores + lines.novelty_weight * _line_mean(surprise, first)
   rank = 2 * valid.astype(jnp.int32) + rhymes.astype(jnp.int32)
   best = jnp.argmax(jnp.where(rank == jnp.max(rank), scores, -jnp.inf))
   # Only when no candidate is allowed can the kept one run past max_len:

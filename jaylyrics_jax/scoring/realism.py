@@ -56,6 +56,7 @@ from typing import Sequence
 
 import numpy as np
 
+from jaylyrics_jax.config import BENT_MIN
 from jaylyrics_jax.data import rhyme
 from jaylyrics_jax.data.vocab import Vocabulary
 from jaylyrics_jax.scoring import ngram
@@ -65,7 +66,6 @@ COPY_N = 8
 RARE_COUNT = 3
 FLUENCY_ORDER = 5
 RHYME_MIN_LINE = 3
-BENT_MIN = 4
 
 FIGURES = ('mean_line_length', 'one_char_lines', 'finished_lines',
            'word_chars', 'self_repetition', 'training_copies',
