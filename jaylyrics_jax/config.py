@@ -348,8 +348,10 @@ class LineConfig:
       'line\'s score: how sure the model is that the line is finished '
       'where it ends.')
   recital_penalty: float = _field(
-      2.0, 'Subtracted from the score of a candidate line that is a whole '
-      'line of the training text (a recited line; 0 = off).')
+      1.0, 'Subtracted, times log2(1 + n), from the score of a candidate '
+      'line that is a whole line of the training text, which has it n '
+      'times (a recited line: once loses this, a chorus repeated 3 times '
+      'twice this; 0 = off).')
   bent_penalty: float = _field(
       1.5, 'Subtracted from the score of a candidate line one character '
       f'away from a training line of {BENT_MIN}+ characters (one changed, '

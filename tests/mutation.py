@@ -454,6 +454,18 @@ MUTANTS = (
            (f'{T_LINES}::test_a_recited_line_loses_the_recital_penalty',),
            'a whole line of the training text wins wherever it fits: the '
            'same recited line comes back in verse after verse'),
+    Mutant('recital-weight-ignored', LINES,
+           'lines.recital_weights[None, :], 0.0), axis=1)',
+           '1.0, 0.0), axis=1)',
+           (f'{T_LINES}::test_a_recited_line_loses_the_recital_penalty',),
+           'a chorus line the training songs repeat loses no more than a '
+           'line they have once: it comes back in verse after verse'),
+    Mutant('recital-weight-not-counted', LINES,
+           'np.bincount(inverse.ravel(), weights=counts)',
+           'np.bincount(inverse.ravel())',
+           (f'{T_LINES}::test_the_recital_tables_come_from_the_training_'
+            'lines',),
+           'every training line weighs as if written once'),
     Mutant('recital-penalty-not-wired', LINES,
            'recital_penalty=jnp.float32(writer.recital_penalty)',
            'recital_penalty=jnp.float32(1.0)',

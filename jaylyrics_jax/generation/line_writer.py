@@ -25,8 +25,9 @@ character fits reads as broken (我可以电线). So for every line:
              break included) under the run's Kneser-Ney n-gram of its
              training text
 
-           - recital_penalty, if the candidate is a whole line of the
-             training text (and the line has no seed characters)
+           - recital_penalty * log2(1 + n), if the candidate is a whole
+             line of the training text, which has it n times (and the
+             line has no seed characters)
            - bent_penalty, if instead it is one character away from one
              (`bent_lines`; no seed characters either)
 
@@ -35,7 +36,10 @@ character fits reads as broken (我可以电线). So for every line:
    thinks the line is finished there: a line stopped mid-phrase (你却前)
    has an unlikely break even when its characters are likely. A recited
    line (不用麻烦了) is the likeliest candidate wherever it fits, so without
-   the penalty it comes back in verse after verse. The chosen
+   the penalty it comes back in verse after verse; the more often the
+   training songs repeat a line (a chorus: 不用麻烦了 18 times), the
+   better the model knows it and the more it loses, while a line written
+   once, as real songs reuse common lines, loses recital_penalty. The chosen
    line is, in order: uncapped (and, when rewriting, different from the
    line it replaces); rhyming, when the rhyme scheme gives the line a rhyme
    group and any candidate ends in it; then the best score.
@@ -68,6 +72,7 @@ compiled program (a scan over lines around the scan over characters),
 vmapped over samples; longer texts call it again from the state it left.
 """
 
+import collections
 import dataclasses
 import functools
 from typing import Any, Callable
@@ -136,8 +141,10 @@ class LineTables:
   <int32>[LETTERS]: each letter's rhyme group to start with (-1: the first line of that letter sets it); avoid
   <int32>[steps]: a line (its characters then the break, padded with -1)
   that the chosen line must differ from, all -1 for none; train_lines
-  <int32>[N]: the fingerprints (`line_hash`) of the training text's lines,
-  recital_penalty <float32>[] what a candidate among them loses;
+  <int32>[N]: the fingerprints (`line_hash`) of the training text's lines
+  and recital_weights <float32>[N] log2(1 + how often the text has each),
+  recital_penalty <float32>[] what a candidate among them loses per unit
+  of its weight;
   train_deletions <int32>[M]: the fingerprints of the training lines of
   BENT_MIN+ characters with one character left out (`deletion_hashes`),
   bent_penalty <float32>[] what a bent line loses;
@@ -151,6 +158,7 @@ class LineTables:
   targets: jax.Array
   avoid: jax.Array
   train_lines: jax.Array
+  recital_weights: jax.Array
   recital_penalty: jax.Array
   train_deletions: jax.Array
   bent_penalty: jax.Array
@@ -358,8 +366,9 @@ def write_line(step_fn: Callable, chain: processors.Chain,
     letter = target = jnp.int32(-1)
   rhymes = ((target >= 0) & (lines.rhyme_of[last] == target) &
             (last != state.prev_end))
-  recited = (state.line_len == 0) & jnp.any(
-      hashes[:, None] == lines.train_lines[None, :], axis=1)
+  recited = (state.line_len == 0) * jnp.sum(jnp.where(
+      hashes[:, None] == lines.train_lines[None, :],
+      lines.recital_weights[None, :], 0.0), axis=1)
   bent = (state.line_len == 0) & bent_lines(
       tokens, first, hashes, lines.train_lines, lines.train_deletions)
   scores = (line_scores(log_probs, first, length, lines) -
@@ -463,34 +472,43 @@ def length_prior(train_text: str, max_len: int) -> np.ndarray:
 
 
 def _training_lines(train_text: str, vocab: Vocabulary, min_len: int,
-                    max_len: int) -> tuple[jax.Array, jax.Array] | None:
+                    max_len: int
+                    ) -> tuple[jax.Array, jax.Array, np.ndarray] | None:
   """The distinct training lines of min_len..max_len characters as
-  (ids <int32>[N, max_len] zero-padded, lengths <int32>[N]); None if none.
-  A line with a character outside the vocabulary is never written whole,
-  so it is left out."""
-  encoded = []
-  for line in set(train_text.split(' ')):
+  (ids <int32>[N, max_len] zero-padded, lengths <int32>[N], how many times
+  the text has each <int64>[N]); None if none. A line with a character
+  outside the vocabulary is never written whole, so it is left out."""
+  encoded, counts = [], []
+  for line, count in collections.Counter(train_text.split(' ')).items():
     ids = vocab.encode(line, unknown='skip')
     if 0 < min_len <= len(ids) == len(line) <= max_len:
       encoded.append(ids)
+      counts.append(count)
   if not encoded:
     return None
   ids = np.zeros((len(encoded), max_len), np.int32)
   for i, e in enumerate(encoded):
     ids[i, :len(e)] = e
   return (jnp.asarray(ids),
-          jnp.asarray([len(e) for e in encoded], jnp.int32))
+          jnp.asarray([len(e) for e in encoded], jnp.int32),
+          np.asarray(counts))
 
 
 @functools.lru_cache(maxsize=4)
-def training_line_hashes(train_text: str, vocab: Vocabulary,
-                         max_len: int) -> np.ndarray:
-  """<int32>[N]: the distinct `line_hash` fingerprints of the training
-  text's lines of at most max_len characters (one NO_LINE when none)."""
+def training_line_hashes(train_text: str, vocab: Vocabulary, max_len: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+  """The distinct `line_hash` fingerprints <int32>[N] of the training
+  text's lines of at most max_len characters (one NO_LINE when none), and
+  the recital weight of each <float32>[N]: log2(1 + how many times the text
+  has the line; 0 for NO_LINE)."""
   lines = _training_lines(train_text, vocab, 1, max_len)
   if lines is None:
-    return np.full(1, NO_LINE, np.int32)
-  return np.unique(np.asarray(line_hash(*lines)))
+    return np.full(1, NO_LINE, np.int32), np.zeros(1, np.float32)
+  ids, lengths, counts = lines
+  hashes, inverse = np.unique(np.asarray(line_hash(ids, lengths)),
+                              return_inverse=True)
+  per_hash = np.bincount(inverse.ravel(), weights=counts)
+  return hashes, np.log2(1.0 + per_hash).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
@@ -501,7 +519,7 @@ def training_deletion_hashes(train_text: str, vocab: Vocabulary,
   lines = _training_lines(train_text, vocab, BENT_MIN, max_len + 1)
   if lines is None:
     return np.full(1, NO_LINE, np.int32)
-  dels = np.asarray(deletion_hashes(*lines))
+  dels = np.asarray(deletion_hashes(*lines[:2]))
   return np.unique(dels[dels != NO_LINE])
 
 
@@ -635,7 +653,8 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
     prior = length_prior(train_text, max_len)
   else:
     prior = np.zeros(max_len + 1, np.float32)
-  train_lines = training_line_hashes(train_text or '', vocab, max_len)
+  train_lines, recital_weights = training_line_hashes(train_text or '',
+                                                      vocab, max_len)
   train_deletions = training_deletion_hashes(train_text or '', vocab, max_len)
   avoid_ids = np.full(max_len + 1, -1, np.int32)
   if avoid:
@@ -649,6 +668,7 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
       break_weight=jnp.float32(writer.break_weight),
       targets=jnp.asarray([first] + [-1] * (LETTERS - 1), jnp.int32),
       avoid=jnp.asarray(avoid_ids), train_lines=jnp.asarray(train_lines),
+      recital_weights=jnp.asarray(recital_weights),
       recital_penalty=jnp.float32(writer.recital_penalty),
       train_deletions=jnp.asarray(train_deletions),
       bent_penalty=jnp.float32(writer.bent_penalty),

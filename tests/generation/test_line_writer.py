@@ -52,11 +52,14 @@ def _stub(break_logit):
 
 def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0,
             likelihood=1.0, novelty=0.0, bent=0.0):
-  """recited: lines (id tuples) that count as training lines."""
+  """recited: lines (id tuples) that count as training lines, each as
+  many times as it is listed."""
   prior = line_writer.length_prior(TRAIN, MAX_LEN)
   avoid_ids = np.full(MAX_LEN + 1, -1, np.int32)
   avoid_ids[:len(avoid)] = avoid
   lines = ' '.join(VOCAB.decode(np.asarray(line)) for line in recited)
+  hashes, weights = line_writer.training_line_hashes(lines + ' ', VOCAB,
+                                                     MAX_LEN)
   return line_writer.LineTables(
       rhyme_of=jnp.asarray(rhyme.rhyme_table(CHARS)),
       length_prior=jnp.asarray(prior),
@@ -65,8 +68,8 @@ def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0,
       break_weight=jnp.float32(BREAK_WEIGHT),
       targets=jnp.asarray([first_group, -1], jnp.int32),
       avoid=jnp.asarray(avoid_ids),
-      train_lines=jnp.asarray(line_writer.training_line_hashes(
-          lines + ' ', VOCAB, MAX_LEN)),
+      train_lines=jnp.asarray(hashes),
+      recital_weights=jnp.asarray(weights),
       recital_penalty=jnp.float32(penalty),
       train_deletions=jnp.asarray(line_writer.training_deletion_hashes(
           lines + ' ', VOCAB, MAX_LEN)),
@@ -104,8 +107,8 @@ def _host_view(choice, tables, recited=(), penalty=0.0, bent_text=None,
                bent=0.0):
   """Per candidate, from the drawn tokens and log-probabilities alone:
   (allowed: a break within MAX_LEN, no character three times in a row;
-  length, documented score, last character). A candidate in `recited`
-  loses `penalty`, one bent from a line of `bent_text` loses `bent`; with a
+  length, documented score, last character). A candidate listed n times
+  in `recited` loses penalty * log2(1 + n), one bent from a line of `bent_text` loses `bent`; with a
   novelty weight, the host n-gram's mean surprise
   of the candidate (read after the state's token, 6) counts."""
   likelihood = float(tables.likelihood_weight)
@@ -123,7 +126,7 @@ def _host_view(choice, tables, recited=(), penalty=0.0, bent_text=None,
     score = (likelihood * lps[:n + 1].mean() + BREAK_WEIGHT * lps[n] +
              novelty * surprise.mean() - bent * _is_bent(toks[:n], bent_text) +
              weight * prior[min(n, MAX_LEN)] -
-             penalty * (tuple(toks[:n]) in set(recited)))
+             penalty * np.log2(1 + list(recited).count(tuple(toks[:n]))))
     stutters = any(toks[i] == toks[i + 1] == toks[i + 2]
                    for i in range(n - 2))
     out.append((n >= 1 and not stutters, n, score,
@@ -180,18 +183,25 @@ def test_the_seed_primes_the_ngram_state_padding_skipped():
 
 @pytest.mark.parametrize('key', range(4))
 def test_a_recited_line_loses_the_recital_penalty(key):
-  # The line kept without a penalty, made a training line: with the
-  # penalty, the best of the others by the documented score is kept.
+  # The line kept without a penalty, made a training line (once, or three
+  # times: a chorus, which loses log2(4) = 2 penalties): with the penalty,
+  # the best of the others by the documented score is kept.
   _, plain = _write(_stub(1.0), key, _tables())
-  recited = [tuple(int(t) for t in plain.line[:int(plain.keep) - 1])]
-  for penalty in (0.0, 50.0):
-    tables = _tables(recited=recited, penalty=penalty)
-    _, choice = _write(_stub(1.0), key, tables)
-    view = _host_view(choice, tables, recited, penalty)
-    scores = [s if ok else -np.inf for ok, _, s, _ in view]
-    assert int(choice.best) == int(np.argmax(scores))
-    kept = tuple(int(t) for t in choice.line[:int(choice.keep) - 1])
-    assert (kept == recited[0]) == (penalty == 0.0)
+  line = tuple(int(t) for t in plain.line[:int(plain.keep) - 1])
+  for times in (1, 3):
+    recited = [line] * times
+    for penalty in (0.0, 0.3, 50.0):
+      tables = _tables(recited=recited, penalty=penalty)
+      _, choice = _write(_stub(1.0), key, tables)
+      view = _host_view(choice, tables, recited, penalty)
+      scores = [s if ok else -np.inf for ok, _, s, _ in view]
+      assert int(choice.best) == int(np.argmax(scores))
+      for (ok, _, s, _), device in zip(view, choice.scores):
+        if ok:
+          assert device == pytest.approx(s, abs=1e-5)
+      kept = tuple(int(t) for t in choice.line[:int(choice.keep) - 1])
+      if penalty != 0.3:
+        assert (kept == line) == (penalty == 0.0)
 
 
 @pytest.mark.parametrize('key', range(4))
@@ -209,7 +219,7 @@ def test_a_bent_line_loses_the_bent_penalty(key):
   for penalty in (0.0, 50.0):
     tables = _tables(recited=[tuple(changed)], bent=penalty)
     tables = tables.replace(train_lines=jnp.asarray(
-        line_writer.training_line_hashes(text, VOCAB, MAX_LEN)),
+        line_writer.training_line_hashes(text, VOCAB, MAX_LEN)[0]),
         train_deletions=jnp.asarray(line_writer.training_deletion_hashes(
             text, VOCAB, MAX_LEN)))
     _, choice = _write(_stub(1.0), k, tables)
@@ -240,7 +250,7 @@ def test_bent_lines_on_the_device_are_the_reports():
   tokens = jnp.asarray(tokens)
   got = line_writer.bent_lines(
       tokens, length, line_writer.line_hash(tokens, length),
-      jnp.asarray(line_writer.training_line_hashes(train, VOCAB, MAX_LEN)),
+      jnp.asarray(line_writer.training_line_hashes(train, VOCAB, MAX_LEN)[0]),
       jnp.asarray(line_writer.training_deletion_hashes(train, VOCAB,
                                                        MAX_LEN)))
   want = [realism.is_bent(line, judge.lines, judge.deletions)
@@ -271,6 +281,17 @@ def test_the_recital_tables_come_from_the_training_lines():
   expected = line_writer.line_hash(jnp.asarray(padded),
                                    jnp.asarray([len(i) for i in ids]))
   assert set(np.asarray(tables.train_lines)) == set(np.asarray(expected))
+  # Each weighs log2(1 + how many times the text has it): 我的天 three
+  # times, the others once.
+  hashes, weights = line_writer.training_line_hashes(
+      TRAIN + '我的天 我的天 ', VOCAB, MAX_LEN)
+  np.testing.assert_array_equal(hashes, np.sort(np.asarray(expected)))
+  chorus = int(line_writer.line_hash(jnp.asarray([VOCAB.encode('我的天')]),
+                                     jnp.asarray([3]))[0])
+  np.testing.assert_allclose(weights, np.where(hashes == chorus, 2.0, 1.0))
+  np.testing.assert_array_equal(
+      tables.recital_weights,
+      line_writer.training_line_hashes(TRAIN, VOCAB, MAX_LEN)[1])
 
 
 def test_no_capped_line_is_kept_while_an_uncapped_one_exists():
@@ -496,3 +517,14 @@ def test_training_lines_count_whole_recited_lines_after_the_first():
   # only part of one; the cut-off last line does not count.
   figures = realism.report(['我的天 你的雨 你的 他的风', '天 花的前 '], judge)
   assert figures['training_lines'] == pytest.approx(2 / 3)
+  assert figures['chorus_lines'] == 0.0
+
+
+def test_chorus_lines_count_training_lines_the_text_has_three_times():
+  # 你的雨 three times in the training text: a chorus; 我的天 twice and
+  # 花的前 once: not; the first line (the seed's) never counts.
+  train = TRAIN + '你的雨 你的雨 我的天 '
+  judge = realism.make_judge(train, VOCAB, fluency=False)
+  figures = realism.report(['你的雨 你的雨 我的天 花的前 他 '], judge)
+  assert figures['chorus_lines'] == pytest.approx(1 / 4)
+  assert figures['training_lines'] == pytest.approx(3 / 4)
