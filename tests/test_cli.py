@@ -110,7 +110,8 @@ def test_sample_writes_lines_and_judge_reports(trained):
   for column in ('samples', 'validation'):
     assert set(report[column]) == {
         'mean_line_length', 'one_char_lines', 'finished_lines', 'word_chars',
-        'self_repetition', 'training_copies', 'training_lines', 'bent_lines',
+        'self_repetition', 'training_copies', 'training_lines',
+        'chorus_lines', 'bent_lines',
         'rhyme_rate', 'identical_ends', 'distinct_2', 'rare_chars',
         'fluency_bpc'}
   assert report['samples']['self_repetition'] == 0.0

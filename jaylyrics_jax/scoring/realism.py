@@ -16,6 +16,10 @@ texts weigh by their size.
                      (it holds the seed), that are whole lines of the
                      training text: recited lines too short for the
                      8-gram figure (不用麻烦了).
+  chorus_lines       share of the same lines that are training lines the
+                     training text has CHORUS_MIN+ times: another song's
+                     chorus (不用麻烦了, 18 times), where a new song reuses
+                     common lines (很简单) rather than another's hook.
   bent_lines         share of the same lines that are not training lines
                      but one character away from one of BENT_MIN+
                      characters: one changed (or two swapped), dropped or
@@ -49,6 +53,7 @@ each starting at a line start, for the same report: the real songs' figures
 to hold the samples against.
 """
 
+import collections
 import dataclasses
 import functools
 import math
@@ -66,10 +71,11 @@ COPY_N = 8
 RARE_COUNT = 3
 FLUENCY_ORDER = 5
 RHYME_MIN_LINE = 3
+CHORUS_MIN = 3
 
 FIGURES = ('mean_line_length', 'one_char_lines', 'finished_lines',
            'word_chars', 'self_repetition', 'training_copies',
-           'training_lines', 'bent_lines', 'rhyme_rate',
+           'training_lines', 'chorus_lines', 'bent_lines', 'rhyme_rate',
            'identical_ends', 'distinct_2', 'rare_chars', 'fluency_bpc')
 
 
@@ -103,6 +109,13 @@ def training_lines(train_text: str) -> tuple[frozenset, frozenset]:
   lines = frozenset(line for line in train_text.split(' ') if line)
   return lines, frozenset().union(
       *(_deletions(line) for line in lines if len(line) >= BENT_MIN))
+
+
+@functools.lru_cache(maxsize=8)
+def chorus_lines(train_text: str) -> frozenset:
+  """The training text's lines that it has CHORUS_MIN+ times (cached)."""
+  counts = collections.Counter(line for line in train_text.split(' ') if line)
+  return frozenset(line for line, n in counts.items() if n >= CHORUS_MIN)
 
 
 def is_bent(line: str, lines: frozenset, deletions: frozenset) -> bool:
@@ -167,6 +180,7 @@ class Judge:
   char_counts: dict
   fluency: ngram.KneserNey | None
   words: bool = True
+  choruses: frozenset = frozenset()
 
 
 def make_judge(train_text: str, vocab: Vocabulary,
@@ -182,7 +196,8 @@ def make_judge(train_text: str, vocab: Vocabulary,
         if fluency and len(ids) else None)
   lines, deletions = training_lines(train_text)
   return Judge(train_text, vocab, gram_set(train_text, COPY_N), lines,
-               deletions, counts, kn, words=fluency)
+               deletions, counts, kn, words=fluency,
+               choruses=chorus_lines(train_text))
 
 
 def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
@@ -190,7 +205,7 @@ def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
   has no case, e.g. no complete line)."""
   lines_total = line_chars = one_char = 0
   grams4 = repeated4 = grams8 = copied8 = 0
-  later_lines = recited = bent = 0
+  later_lines = recited = choruses = bent = 0
   eligible = rhymed = identical = 0
   distinct = []
   chars = rare = 0
@@ -206,6 +221,7 @@ def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
     one_char += sum(len(line) == 1 for line in lines)
     later_lines += len(lines[1:])
     recited += sum(line in judge.lines for line in lines[1:])
+    choruses += sum(line in judge.choruses for line in lines[1:])
     bent += sum(is_bent(line, judge.lines, judge.deletions)
                 for line in lines[1:])
     e, r, i = rhyme_pairs(lines)
@@ -240,6 +256,7 @@ def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:
       'self_repetition': ratio(repeated4, grams4),
       'training_copies': ratio(copied8, grams8),
       'training_lines': ratio(recited, later_lines),
+      'chorus_lines': ratio(choruses, later_lines),
       'bent_lines': ratio(bent, later_lines),
       'rhyme_rate': ratio(rhymed, eligible),
       'identical_ends': ratio(identical, eligible),
