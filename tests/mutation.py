@@ -87,6 +87,7 @@ CHECKPOINTS = 'jaylyrics_jax.runs.checkpoints'
 TRAIN = 'jaylyrics_jax.runs.train'
 LOCK = 'jaylyrics_jax.runs.lock'
 LINES = 'jaylyrics_jax.generation.line_writer'
+SONGWRITER = 'jaylyrics_jax.generation.songwriter'
 WEB = 'experiments.web_app'
 GUARD = 'experiments.web_guard'
 
@@ -333,6 +334,12 @@ MUTANTS = (
            'target = (-1 if True',
            (f'{T_SONGWRITER}::test_a_chosen_rhyme_and_no_rhyme',),
            "rhyme='ang' rhymes on whatever the first line ends with"),
+    Mutant('demo-key-ignores-the-seed-text', SONGWRITER,
+           'lyrics.text_key(rng_seed, seed)', "lyrics.text_key(rng_seed, '')",
+           (f'{T_SONGWRITER}::test_write_draws_what_the_library_draws_with_'
+            'the_text_key',),
+           'the demo page draws every seed text with the same random '
+           'numbers: two seeds go on with the same lines'),
     Mutant('no-repeat-wired-n-plus-1', CONTROLS,
            'processors.NoRepeat(config.no_repeat_ngram, space_id',
            'processors.NoRepeat(config.no_repeat_ngram + 1, space_id',
