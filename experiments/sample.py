@@ -53,7 +53,8 @@ def main(argv):
   try:
     texts = jl.sample_text(
         model.params, model.model_config, model.vocab, sf.SEED.value,
-        jl.text_key(common.RNG_SEED.value, sf.SEED.value), length=length, config=config,
+        jl.text_key(common.RNG_SEED.value, sf.SEED.value), length=length,
+        config=config,
         num_samples=sf.NUM_SAMPLES.value, unknown=sf.UNKNOWN_CHARS.value,
         mixture=run.mixture, train_text=run.train_text, warn=common.warn,
         writer=sf.line_config(),

@@ -15,7 +15,6 @@ import dataclasses
 import math
 from typing import Any, Callable
 
-
 from jaylyrics_jax.config import check_rng_seed
 from jaylyrics_jax.config import MIN_TEMPERATURE
 from jaylyrics_jax.config import LineConfig
@@ -187,7 +186,8 @@ class Songwriter:
     chunk = plan.chunk if plan.chunk < plan.length else 0
     candidates = lyrics.sample_candidates(
         self.model.params, self.model.model_config, self.model.vocab, seed,
-        lyrics.text_key(rng_seed, seed), plan.length, config, mixture=self.mixture,
+        lyrics.text_key(rng_seed, seed), plan.length, config,
+        mixture=self.mixture,
         train_text=self.train_text, warn=self.warn, chunk=chunk,
         on_chunk=on_chunk, pad_seed_to=plan.pad,
         writer=writer or self.writer, avoid=avoid)[0]

@@ -103,19 +103,16 @@ def _deletions(line: str) -> set[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def training_lines(train_text: str) -> tuple[frozenset, frozenset]:
-  """The training text's lines, and those of BENT_MIN+ characters with one
-  character left out (cached: best-of builds a judge per call)."""
-  lines = frozenset(line for line in train_text.split(' ') if line)
-  return lines, frozenset().union(
-      *(_deletions(line) for line in lines if len(line) >= BENT_MIN))
-
-
-@functools.lru_cache(maxsize=8)
-def chorus_lines(train_text: str) -> frozenset:
-  """The training text's lines that it has CHORUS_MIN+ times (cached)."""
+def training_lines(train_text: str) -> tuple[frozenset, frozenset,
+                                              frozenset]:
+  """The training text's lines, those it has CHORUS_MIN+ times, and those
+  of BENT_MIN+ characters with one character left out (cached: best-of
+  builds a judge per call)."""
   counts = collections.Counter(line for line in train_text.split(' ') if line)
-  return frozenset(line for line, n in counts.items() if n >= CHORUS_MIN)
+  lines = frozenset(counts)
+  choruses = frozenset(line for line, n in counts.items() if n >= CHORUS_MIN)
+  return lines, choruses, frozenset().union(
+      *(_deletions(line) for line in lines if len(line) >= BENT_MIN))
 
 
 def is_bent(line: str, lines: frozenset, deletions: frozenset) -> bool:
@@ -176,11 +173,11 @@ class Judge:
   vocab: Vocabulary
   copy_grams: frozenset
   lines: frozenset
+  choruses: frozenset
   deletions: frozenset
   char_counts: dict
   fluency: ngram.KneserNey | None
   words: bool = True
-  choruses: frozenset = frozenset()
 
 
 def make_judge(train_text: str, vocab: Vocabulary,
@@ -194,10 +191,9 @@ def make_judge(train_text: str, vocab: Vocabulary,
   ids = vocab.encode(train_text, unknown='skip')
   kn = (ngram.fit_kneser_ney(ids, vocab.size, FLUENCY_ORDER)
         if fluency and len(ids) else None)
-  lines, deletions = training_lines(train_text)
+  lines, choruses, deletions = training_lines(train_text)
   return Judge(train_text, vocab, gram_set(train_text, COPY_N), lines,
-               deletions, counts, kn, words=fluency,
-               choruses=chorus_lines(train_text))
+               choruses, deletions, counts, kn, words=fluency)
 
 
 def report(texts: Sequence[str], judge: Judge) -> dict[str, float]:

@@ -108,9 +108,9 @@ def _host_view(choice, tables, recited=(), penalty=0.0, bent_text=None,
   """Per candidate, from the drawn tokens and log-probabilities alone:
   (allowed: a break within MAX_LEN, no character three times in a row;
   length, documented score, last character). A candidate listed n times
-  in `recited` loses penalty * log2(1 + n), one bent from a line of `bent_text` loses `bent`; with a
-  novelty weight, the host n-gram's mean surprise
-  of the candidate (read after the state's token, 6) counts."""
+  in `recited` loses penalty * log2(1 + n), one bent from a line of
+  `bent_text` loses `bent`; with a novelty weight, the host n-gram's mean
+  surprise of the candidate (read after the state's token, 6) counts."""
   likelihood = float(tables.likelihood_weight)
   novelty = float(tables.novelty_weight)
   prior = np.asarray(tables.length_prior)
@@ -250,7 +250,8 @@ def test_bent_lines_on_the_device_are_the_reports():
   tokens = jnp.asarray(tokens)
   got = line_writer.bent_lines(
       tokens, length, line_writer.line_hash(tokens, length),
-      jnp.asarray(line_writer.training_line_hashes(train, VOCAB, MAX_LEN)[0]),
+      jnp.asarray(line_writer.training_line_hashes(train, VOCAB,
+                                                   MAX_LEN)[0]),
       jnp.asarray(line_writer.training_deletion_hashes(train, VOCAB,
                                                        MAX_LEN)))
   want = [realism.is_bent(line, judge.lines, judge.deletions)
