@@ -363,8 +363,15 @@ class LineConfig:
       'together from the training songs (needs a run with an n-gram; '
       '0 = off).')
 
+  rhyme_weight: float = _field(
+      float('inf'), "Added to the score of a candidate line that ends on its "
+      "scheme letter's rhyme group: how much worse a rhyming line may score "
+      'and still be kept (inf = any allowed rhyming line is kept before '
+      'every line that does not rhyme; 0 = rhyme only breaks ties).')
+
   def __post_init__(self):
     _at_least_zero('candidates', self.candidates)
+    _at_least_zero('rhyme_weight', self.rhyme_weight)
     _at_least_zero('likelihood_weight', self.likelihood_weight)
     _at_least_zero('length_weight', self.length_weight)
     _at_least_zero('break_weight', self.break_weight)

@@ -111,6 +111,7 @@ W_SCORE = (f'{T_WIRING}::test_a_loop_or_a_copy_loses_to_clean_lines_of_equal_'
            'likelihood')
 W_LENGTH = f'{T_WIRING}::test_length_weight_reaches_the_line_writer'
 W_SCHEME = f'{T_WIRING}::test_rhyme_scheme_reaches_the_line_writer'
+W_RHYME_WEIGHT = f'{T_WIRING}::test_rhyme_weight_reaches_the_line_writer'
 L_BEST = f'{T_LINES}::test_keeps_the_best_scoring_candidate'
 P_BOUNDS = f'{T_PROC}::test_line_form_bounds_every_line'
 DRAW_EXACT = f'{T_SAMPLING}::test_two_level_draw_is_exact_at_every_vocabulary_size'
@@ -422,11 +423,17 @@ MUTANTS = (
            "the line break's own log-probability no longer counts: lines "
            'stopped mid-phrase win as often as finished ones'),
     Mutant('line-rank-ignores-rhyme', LINES,
-           '+ rhymes.astype(jnp.int32)', '+ 0',
+           'preferred = allowed & rhymes &', 'preferred = allowed & False &',
            (f'{T_LINES}::test_every_kept_line_rhymes_when_any_candidate_does',
             W_SCHEME),
            'the rhyme scheme is ignored: a better-scoring line that does not '
            'rhyme wins'),
+    Mutant('rhyme-weight-ignored', LINES,
+           'top - lines.rhyme_weight', 'top - jnp.inf',
+           (f'{T_LINES}::test_a_finite_rhyme_weight_adds_to_the_score_of_a_'
+            'rhyming_line', W_RHYME_WEIGHT),
+           'rhyme_weight has no effect: a rhyming line is kept however badly '
+           'it scores (a fragment that lands on the rhyme beats a whole line)'),
     Mutant('min-line-not-a-filter', LINES,
            '(length >= max(spec.min_len, 1))', '(length >= 1)',
            (f'{T_LINES}::test_a_line_shorter_than_min_len_fails_and_is_never_'

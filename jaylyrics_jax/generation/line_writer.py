@@ -40,9 +40,13 @@ character fits reads as broken (我可以电线). So for every line:
    training songs repeat a line (a chorus: 不用麻烦了 18 times), the
    better the model knows it and the more it loses, while a line written
    once, as real songs reuse common lines, loses recital_penalty. The chosen
-   line is, in order: uncapped (and, when rewriting, different from the
-   line it replaces); rhyming, when the rhyme scheme gives the line a rhyme
-   group and any candidate ends in it; then the best score.
+   line is the allowed one (uncapped and, when rewriting, different from
+   the line it replaces) with the best score + rhyme_weight if it rhymes
+   (the rhyme scheme gives the line a rhyme group and the line ends in it).
+   With rhyme_weight=inf a rhyming line is kept whenever one is allowed;
+   but then a line the model broke off where a rhyming character fell
+   (爱上个水) beats a whole line that does not rhyme, so a finite weight
+   lets rhyme win only among lines that score about as well.
 4. The next line continues from exactly the chosen line's state: the
    state the draw reached at its end (kept for every candidate and step),
    or, when that state is too big to keep K x steps times (an attention
@@ -149,7 +153,9 @@ class LineTables:
   BENT_MIN+ characters with one character left out (`deletion_hashes`),
   bent_penalty <float32>[] what a bent line loses;
   novelty_weight <float32>[] and ngram: the Kneser-Ney tables whose surprise
-  it weighs (None: no novelty term)."""
+  it weighs (None: no novelty term); rhyme_weight <float32>[]: what a
+  rhyming candidate gains over the others (inf: it is kept whenever one
+  is allowed)."""
   rhyme_of: jax.Array
   length_prior: jax.Array
   likelihood_weight: jax.Array
@@ -163,6 +169,7 @@ class LineTables:
   train_deletions: jax.Array
   bent_penalty: jax.Array
   novelty_weight: jax.Array
+  rhyme_weight: jax.Array
   ngram: KneserNeyTables | None = None
 
 
@@ -378,8 +385,15 @@ def write_line(step_fn: Callable, chain: processors.Chain,
         lambda t: ngram_surprise(lines.ngram, state.grams, state.decode.token,
                                  t))(tokens)
     scores = scores + lines.novelty_weight * _line_mean(surprise, first)
-  rank = 2 * valid.astype(jnp.int32) + rhymes.astype(jnp.int32)
-  best = jnp.argmax(jnp.where(rank == jnp.max(rank), scores, -jnp.inf))
+  # The allowed candidates (all of them when none is); among those, the
+  # rhyming ones within rhyme_weight of the best score (inf: any rhyming
+  # one); then the best score. The same as the best score + rhyme_weight
+  # for a rhyme, without inf + score.
+  allowed = valid == jnp.any(valid)
+  top = jnp.max(jnp.where(allowed, scores, -jnp.inf))
+  preferred = allowed & rhymes & (scores >= top - lines.rhyme_weight)
+  pool = allowed & (preferred == jnp.any(preferred))
+  best = jnp.argmax(jnp.where(pool, scores, -jnp.inf))
   # Only when no candidate is allowed can the kept one run past max_len:
   # it is then cut there (a break written at the longest length).
   capped = ~ended[best] | (length[best] > spec.max_len)
@@ -673,4 +687,5 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
       train_deletions=jnp.asarray(train_deletions),
       bent_penalty=jnp.float32(writer.bent_penalty),
       novelty_weight=jnp.float32(writer.novelty_weight),
+      rhyme_weight=jnp.float32(writer.rhyme_weight),
       ngram=ngram if writer.novelty_weight else None)

@@ -51,7 +51,7 @@ def _stub(break_logit):
 
 
 def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0,
-            likelihood=1.0, novelty=0.0, bent=0.0):
+            likelihood=1.0, novelty=0.0, bent=0.0, rhyme_weight=np.inf):
   """recited: lines (id tuples) that count as training lines, each as
   many times as it is listed."""
   prior = line_writer.length_prior(TRAIN, MAX_LEN)
@@ -75,6 +75,7 @@ def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0,
           lines + ' ', VOCAB, MAX_LEN)),
       bent_penalty=jnp.float32(bent),
       novelty_weight=jnp.float32(novelty),
+      rhyme_weight=jnp.float32(rhyme_weight),
       ngram=NGRAM_TABLES if novelty else None)
 
 
@@ -366,6 +367,32 @@ def test_every_kept_line_rhymes_when_any_candidate_does():
       best_any = max(s for ok, _, s, _ in view if ok)
       lost_on_score += view[int(choice.best)][2] < best_any
   assert rhymed >= 5 and lost_on_score >= 1  # Rhyme beat a better score.
+
+
+@pytest.mark.parametrize('weight', [0.0, 0.3, 1.0])
+def test_a_finite_rhyme_weight_adds_to_the_score_of_a_rhyming_line(weight):
+  # The kept line is the allowed one with the best score + weight if it
+  # rhymes: a rhyming line may score up to `weight` worse and still win,
+  # and a line that does not rhyme wins when it scores better than that.
+  group = int(rhyme.rhyme_table(CHARS)[1])
+  tables = _tables(first_group=group, rhyme_weight=weight)
+  rhyme_won = score_won = 0
+  for key in range(30):
+    _, choice = _write(_stub(0.5), key, tables, pattern=(0,))
+    view = _host_view(choice, tables)
+    if not any(ok for ok, *_ in view):
+      continue  # Capped: the earlier test covers it.
+    rhyming = [ok and last in (1, 2, 3) for ok, _, _, last in view]
+    total = [s + weight * r if ok else -np.inf
+             for (ok, _, s, _), r in zip(view, rhyming)]
+    assert int(choice.best) == int(np.argmax(total))
+    best_plain = int(np.argmax([s if ok else -np.inf for ok, _, s, _ in view]))
+    if rhyming[int(choice.best)] and not rhyming[best_plain]:
+      rhyme_won += 1
+    if any(rhyming) and not rhyming[int(choice.best)]:
+      score_won += 1
+  assert score_won >= 1
+  assert rhyme_won >= 1 if weight else rhyme_won == 0
 
 
 def test_a_rewrite_never_keeps_the_line_it_replaces():

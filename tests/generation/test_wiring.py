@@ -8,6 +8,7 @@ uniform over a chosen set of characters (every text of them equally
 likely), optionally with more spaces.
 """
 
+import collections
 import dataclasses
 import math
 
@@ -225,7 +226,8 @@ def test_rhyme_scheme_reaches_the_line_writer(uniform):
   config = dataclasses.replace(OFF, rhyme='i', max_line=8, lines=12)
   ends = {}
   for scheme in ('AAAA', 'free'):
-    writer = jl.LineConfig(candidates=64, rhyme_scheme=scheme)
+    writer = jl.LineConfig(candidates=64, rhyme_scheme=scheme,
+                           rhyme_weight=math.inf)
     text, = jl.sample_text(params, MODEL, VOCAB, SEED, jax.random.key(6),
                            150, config, train_text=TRAIN, writer=writer)
     ends[scheme] = [line[-1] for line in _written_lines(text)]
@@ -233,6 +235,30 @@ def test_rhyme_scheme_reaches_the_line_writer(uniform):
   assert set(ends['AAAA']) == {'地', '你'}, ends
   assert all(a != b for a, b in zip(ends['AAAA'], ends['AAAA'][1:])), ends
   assert sum(end in '地你' for end in ends['free']) <= 8, ends
+
+
+def test_rhyme_weight_reaches_the_line_writer(uniform):
+  """Every line of one length is as likely, so a line's score is set by its
+  length (no penalty for lines near the training text's). rhyme_weight=0:
+  rhyme only breaks ties, so nearly every line has the best-scoring length
+  (not all: 64 candidates may not reach it) and some do not rhyme; inf:
+  every line rhymes (地 你), whatever its length."""
+  params = uniform('春夏秋冬地你', space_weight=2.0)
+  config = dataclasses.replace(OFF, rhyme='i', max_line=8, lines=12)
+  lines = {}
+  for weight in (0.0, math.inf):
+    writer = jl.LineConfig(candidates=64, rhyme_scheme='AAAA',
+                           rhyme_weight=weight, recital_penalty=0.0,
+                           bent_penalty=0.0)
+    text, = jl.sample_text(params, MODEL, VOCAB, SEED, jax.random.key(6),
+                           150, config, train_text=TRAIN, writer=writer)
+    lines[weight] = _written_lines(text)[1:]
+    assert len(lines[weight]) == 11, text
+  same_length = {w: max(collections.Counter(map(len, ls)).values())
+                 for w, ls in lines.items()}
+  assert same_length[0.0] >= 9 > same_length[math.inf], lines
+  assert all(line[-1] in '地你' for line in lines[math.inf]), lines
+  assert sum(line[-1] in '地你' for line in lines[0.0]) <= 8, lines
 
 
 def test_text_key_folds_the_seed_text_into_the_rng_seed():
