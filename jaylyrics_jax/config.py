@@ -369,9 +369,17 @@ class LineConfig:
       'and still be kept (inf = any allowed rhyming line is kept before '
       'every line that does not rhyme; 0 = rhyme only breaks ties).')
 
+  seek_bonus: float = _field(
+      0.0, "Logit bonus of the line's rhyme group in half the candidates' "
+      'draw (the rhyme seekers), wherever a line ending there would be long '
+      'enough: more candidates that rhyme, among which a whole one; their '
+      'scores leave it out, and they still end where the model writes a '
+      'break (0 = off).')
+
   def __post_init__(self):
     _at_least_zero('candidates', self.candidates)
     _at_least_zero('rhyme_weight', self.rhyme_weight)
+    _at_least_zero('seek_bonus', self.seek_bonus)
     _at_least_zero('likelihood_weight', self.likelihood_weight)
     _at_least_zero('length_weight', self.length_weight)
     _at_least_zero('break_weight', self.break_weight)

@@ -112,6 +112,7 @@ W_SCORE = (f'{T_WIRING}::test_a_loop_or_a_copy_loses_to_clean_lines_of_equal_'
 W_LENGTH = f'{T_WIRING}::test_length_weight_reaches_the_line_writer'
 W_SCHEME = f'{T_WIRING}::test_rhyme_scheme_reaches_the_line_writer'
 W_RHYME_WEIGHT = f'{T_WIRING}::test_rhyme_weight_reaches_the_line_writer'
+W_SEEK = f'{T_WIRING}::test_seek_bonus_reaches_the_line_writer'
 L_BEST = f'{T_LINES}::test_keeps_the_best_scoring_candidate'
 P_BOUNDS = f'{T_PROC}::test_line_form_bounds_every_line'
 DRAW_EXACT = f'{T_SAMPLING}::test_two_level_draw_is_exact_at_every_vocabulary_size'
@@ -428,6 +429,18 @@ MUTANTS = (
             W_SCHEME),
            'the rhyme scheme is ignored: a better-scoring line that does not '
            'rhyme wins'),
+    Mutant('seekers-get-no-bonus', LINES,
+           'bias = (lines.seek_bonus *', 'bias = (0.0 *',
+           (f'{T_LINES}::test_the_rhyme_seekers_draw_the_group_and_are_scored_'
+            'without_the_bonus', W_SEEK),
+           'seek_bonus has no effect: no more rhyming candidates than before'),
+    Mutant('seekers-from-the-first-character', LINES,
+           '+ jnp.arange(steps) + 1 >= spec.min_len',
+           '+ jnp.arange(steps) + 1 >= 0',
+           (f'{T_LINES}::test_the_rhyme_seekers_draw_the_group_and_are_scored_'
+            'without_the_bonus',),
+           'the seekers push the rhyme from the first character, where a '
+           'line ending on it would be too short to keep'),
     Mutant('rhyme-weight-ignored', LINES,
            'top - lines.rhyme_weight', 'top - jnp.inf',
            (f'{T_LINES}::test_a_finite_rhyme_weight_adds_to_the_score_of_a_'

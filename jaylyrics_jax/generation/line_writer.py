@@ -170,6 +170,7 @@ class LineTables:
   bent_penalty: jax.Array
   novelty_weight: jax.Array
   rhyme_weight: jax.Array
+  seek_bonus: jax.Array
   ngram: KneserNeyTables | None = None
 
 
@@ -344,10 +345,28 @@ def write_line(step_fn: Callable, chain: processors.Chain,
   """Draws spec.candidates lines from `state` (keys <key>[K, steps]),
   keeps one (module docstring) and returns the state after it."""
   steps = spec.steps
+  k = jnp.arange(spec.candidates)
+  if spec.pattern:
+    period = len(spec.pattern)
+    letter = jnp.asarray(spec.pattern, jnp.int32)[state.line % period]
+    if period > 1:  # Every stanza of `period` lines rhymes anew.
+      state = state.replace(targets=jnp.where(
+          state.line % period == 0, lines.targets, state.targets))
+    target = state.targets[letter]
+  else:
+    letter = target = jnp.int32(-1)
+  # The rhyme seekers (the first half of the candidates, when the line has
+  # a group) draw the group's characters with a bonus wherever a line
+  # ending on them would be long enough; the scores use the model's own
+  # log-probabilities, without the bonus.
+  seeker = (k < spec.candidates // 2) & (target >= 0)
+  long_enough = state.line_len + jnp.arange(steps) + 1 >= spec.min_len
+  bias = (lines.seek_bonus * seeker[:, None, None] * long_enough[None, :, None]
+          * (lines.rhyme_of == target)[None, None, :])
   keep_states = state_bytes(state.decode) <= KEEP_STATES_BYTES
-  draw = lambda k: sampler.decode(step_fn, state.decode, k, chain, tables,
-                                  every_state=keep_states)
-  tokens, log_probs, after = jax.vmap(draw)(keys)
+  draw = lambda ks, b: sampler.decode(step_fn, state.decode, ks, chain,
+                                      tables, every_state=keep_states, bias=b)
+  tokens, log_probs, after = jax.vmap(draw)(keys, bias)
   is_break = tokens == spec.space_id
   ended = jnp.any(is_break, axis=1)
   first = jnp.argmax(is_break, axis=1)
@@ -359,18 +378,8 @@ def write_line(step_fn: Callable, chain: processors.Chain,
   valid = (ended & (length >= max(spec.min_len, 1)) &
            (length <= spec.max_len) & fresh &
            ~written & ~_stutters(tokens, first))
-  k = jnp.arange(spec.candidates)
   last = jnp.where(first > 0, tokens[k, jnp.maximum(first - 1, 0)],
                    state.decode.token)
-  if spec.pattern:
-    period = len(spec.pattern)
-    letter = jnp.asarray(spec.pattern, jnp.int32)[state.line % period]
-    if period > 1:  # Every stanza of `period` lines rhymes anew.
-      state = state.replace(targets=jnp.where(
-          state.line % period == 0, lines.targets, state.targets))
-    target = state.targets[letter]
-  else:
-    letter = target = jnp.int32(-1)
   rhymes = ((target >= 0) & (lines.rhyme_of[last] == target) &
             (last != state.prev_end))
   recited = (state.line_len == 0) * jnp.sum(jnp.where(
@@ -688,4 +697,5 @@ def make_line_tables(vocab: Vocabulary, config: SamplingConfig,
       bent_penalty=jnp.float32(writer.bent_penalty),
       novelty_weight=jnp.float32(writer.novelty_weight),
       rhyme_weight=jnp.float32(writer.rhyme_weight),
+      seek_bonus=jnp.float32(writer.seek_bonus),
       ngram=ngram if writer.novelty_weight else None)

@@ -113,7 +113,8 @@ class DecodeState:
 
 def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
            state: DecodeState, step_keys: jax.Array, chain: processors.Chain,
-           tables: tuple[Any, ...] = (), every_state: bool = False
+           tables: tuple[Any, ...] = (), every_state: bool = False,
+           bias: jax.Array | None = None
            ) -> tuple[jax.Array, jax.Array, DecodeState]:
   """One token per key in one `lax.scan`.
 
@@ -133,6 +134,9 @@ def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
     every_state: return the state after every token, not only the last
     (a static choice; the line writer keeps the state at a chosen line's
     end this way instead of reading the line again).
+    bias: None, or <float32>[L, V] added to step i's logits after the
+    processors (the line writer's rhyme-seeking candidates): it changes
+    what is drawn, not log_probs.
   Returns:
     tokens <int32>[L]; log_probs <float32>[L], each token's log-probability
     under step_fn's own distribution (before the processors); the state
@@ -140,17 +144,19 @@ def decode(step_fn: Callable[[Any, jax.Array], tuple[jax.Array, Any]],
     scan had been longer (with every_state, the states after each token,
     stacked on a leading axis of L).
   """
-  def body(state, u):
+  def body(state, x):
+    u, add = x
     logits, carry = step_fn(state.carry, state.token)
     changed, proc = chain.update(logits, state.processors, state.token,
                                  tables)
-    token = draw_at(u, changed)
+    token = draw_at(u, changed if add is None else changed + add)
     new = DecodeState(carry, token, proc)
     return new, (token, logits, new if every_state else None)
 
   uniforms = jax.vmap(lambda k: jax.random.uniform(k, dtype=jnp.float32))(
       step_keys)
-  state, (tokens, logits, states) = jax.lax.scan(body, state, uniforms)
+  state, (tokens, logits, states) = jax.lax.scan(body, state,
+                                                 (uniforms, bias))
   if every_state:
     state = states
   # One batched log-softmax after the scan: inside the loop it cost a third

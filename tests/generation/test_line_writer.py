@@ -51,7 +51,8 @@ def _stub(break_logit):
 
 
 def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0,
-            likelihood=1.0, novelty=0.0, bent=0.0, rhyme_weight=np.inf):
+            likelihood=1.0, novelty=0.0, bent=0.0, rhyme_weight=np.inf,
+            seek=0.0):
   """recited: lines (id tuples) that count as training lines, each as
   many times as it is listed."""
   prior = line_writer.length_prior(TRAIN, MAX_LEN)
@@ -76,6 +77,7 @@ def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0,
       bent_penalty=jnp.float32(bent),
       novelty_weight=jnp.float32(novelty),
       rhyme_weight=jnp.float32(rhyme_weight),
+      seek_bonus=jnp.float32(seek),
       ngram=NGRAM_TABLES if novelty else None)
 
 
@@ -393,6 +395,38 @@ def test_a_finite_rhyme_weight_adds_to_the_score_of_a_rhyming_line(weight):
       score_won += 1
   assert score_won >= 1
   assert rhyme_won >= 1 if weight else rhyme_won == 0
+
+
+@pytest.mark.parametrize('line_len', [0, 2])
+def test_the_rhyme_seekers_draw_the_group_and_are_scored_without_the_bonus(
+    line_len):
+  # A bonus of 30 logits: the seekers (the first half) draw a character of
+  # the group (天 边 前) at every step where a line ending on it would have
+  # min_len characters, and as without the bonus before that; the other
+  # half draws exactly as without it. Every log-probability is the stub's
+  # own, the bonus left out.
+  group, min_len, k = int(rhyme.rhyme_table(CHARS)[1]), 4, 8
+  step = _stub(0.5)
+  plain = _write(step, 3, _tables(first_group=group), pattern=(0,), k=k,
+                 line_len=line_len, min_len=min_len)[1]
+  seek = _write(step, 3, _tables(first_group=group, seek=30.0), pattern=(0,),
+                k=k, line_len=line_len, min_len=min_len)[1]
+  start = min_len - 1 - line_len  # The first step a line may end after.
+  np.testing.assert_array_equal(seek.tokens[k // 2:], plain.tokens[k // 2:])
+  np.testing.assert_array_equal(seek.tokens[:k // 2, :start],
+                                plain.tokens[:k // 2, :start])
+  assert set(seek.tokens[:k // 2, start:].ravel()) <= {1, 2, 3}
+  for toks, lps in zip(seek.tokens, seek.log_probs):
+    token = 6
+    for i, (t, lp) in enumerate(zip(toks, lps)):
+      logits = step(jnp.int32(i), jnp.int32(token))[0]
+      assert lp == pytest.approx(float(jax.nn.log_softmax(logits)[t]),
+                                 abs=1e-5)
+      token = t
+  # Without a group for the line (the free scheme) nobody seeks.
+  free = _write(step, 3, _tables(first_group=group, seek=30.0), k=k,
+                line_len=line_len, min_len=min_len)[1]
+  np.testing.assert_array_equal(free.tokens, plain.tokens)
 
 
 def test_a_rewrite_never_keeps_the_line_it_replaces():

@@ -261,6 +261,27 @@ def test_rhyme_weight_reaches_the_line_writer(uniform):
   assert sum(line[-1] in '地你' for line in lines[0.0]) <= 8, lines
 
 
+def test_seek_bonus_reaches_the_line_writer(uniform):
+  """Two candidates, a line kept rhyming whenever one rhymes: about half
+  the lines rhyme without seekers (each candidate ends on 地 or 你 one
+  time in three); with one seeker drawing them 7.4 times as often as
+  another character (a bonus of 2 logits), most do."""
+  params = uniform('春夏秋冬地你', space_weight=2.0)
+  config = dataclasses.replace(OFF, rhyme='i', max_line=8, lines=12)
+  rhyming = {}
+  for bonus in (0.0, 2.0):
+    writer = jl.LineConfig(candidates=2, rhyme_scheme='AAAA',
+                           rhyme_weight=math.inf, seek_bonus=bonus)
+    texts = jl.sample_text(params, MODEL, VOCAB, SEED, jax.random.key(2),
+                           150, config, num_samples=4, train_text=TRAIN,
+                           writer=writer)
+    lines = [line for text in texts for line in _written_lines(text)[1:]
+             if line]  # (When neither is allowed, one may be empty.)
+    rhyming[bonus] = sum(line[-1] in '地你' for line in lines) / len(lines)
+  print(rhyming)
+  assert rhyming[2.0] > rhyming[0.0] + 0.2, rhyming
+
+
 def test_text_key_folds_the_seed_text_into_the_rng_seed():
   data = lambda key: jax.random.key_data(key).tolist()
   assert data(jl.text_key(3, '从前')) == data(jl.text_key(3, '从前'))
