@@ -225,7 +225,7 @@ class SamplingConfig:
       "character; combined: draw right after a space, argmax elsewhere (the "
       "original's mode 2).", choices=MODES)
   temperature: float = _field(
-      1.0, f'Divide the logits by this, in [{MIN_TEMPERATURE:g}, '
+      0.95, f'Divide the logits by this, in [{MIN_TEMPERATURE:g}, '
       f'{MAX_TEMPERATURE:g}], before drawing.')
   top_k: int = _field(
       0, 'Draw among the k most likely characters only (0 = all).')
@@ -364,7 +364,7 @@ class LineConfig:
       '0 = off).')
 
   rhyme_weight: float = _field(
-      3.0, "Added to the score of a candidate line that ends on its "
+      4.0, "Added to the score of a candidate line that ends on its "
       "scheme letter's rhyme group: how much worse a rhyming line may score "
       'and still be kept (inf = any allowed rhyming line is kept before '
       'every line that does not rhyme; 0 = rhyme only breaks ties).')
