@@ -8,7 +8,11 @@ character fits reads as broken (我可以电线). So for every line:
    state (the model's carry and the decoding controls' states after the
    lines chosen so far). The per-character controls that keep text clean
    (no-repeat, max-copy) run inside the draw as hard filters; nothing
-   pushes a rhyme, or a line break, into the middle of a phrase.
+   pushes a line break into the middle of a phrase. With a seek bonus
+   (`LineConfig.seek_bonus`, off by default) the first half of the
+   candidates draw the line's rhyme group with that logit bonus wherever a
+   line ending there would reach min_len: more candidates that rhyme, each
+   still ended by the model's own break and scored without the bonus.
 2. A candidate ends where the model itself writes a line break. One that
    reaches `max_line` characters without one is capped, and one that ends
    before `min_line` characters is too short: both fail. (Banning the
