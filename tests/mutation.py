@@ -430,13 +430,13 @@ MUTANTS = (
            'the rhyme scheme is ignored: a better-scoring line that does not '
            'rhyme wins'),
     Mutant('seekers-get-no-bonus', LINES,
-           'bias = (lines.seek_bonus *', 'bias = (0.0 *',
+           'return (lines.seek_bonus *', 'return (0.0 *',
            (f'{T_LINES}::test_the_rhyme_seekers_draw_the_group_and_are_scored_'
             'without_the_bonus', W_SEEK),
            'seek_bonus has no effect: no more rhyming candidates than before'),
     Mutant('seekers-from-the-first-character', LINES,
-           '+ jnp.arange(steps) + 1 >= spec.min_len',
-           '+ jnp.arange(steps) + 1 >= 0',
+           '+ jnp.arange(spec.steps) + 1 >= spec.min_len',
+           '+ jnp.arange(spec.steps) + 1 >= 0',
            (f'{T_LINES}::test_the_rhyme_seekers_draw_the_group_and_are_scored_'
             'without_the_bonus',),
            'the seekers push the rhyme from the first character, where a '

@@ -342,6 +342,34 @@ def _where(ok: jax.Array, new: Any, old: Any) -> Any:
   return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
 
+def _line_target(state: VerseState, lines: LineTables, spec: LineSpec
+                 ) -> tuple[VerseState, jax.Array, jax.Array]:
+  """The state with its stanza's groups (reset at a stanza's first line),
+  the line's scheme letter and its rhyme group (-1: none yet, or no
+  scheme)."""
+  if not spec.pattern:
+    return state, jnp.int32(-1), jnp.int32(-1)
+  period = len(spec.pattern)
+  letter = jnp.asarray(spec.pattern, jnp.int32)[state.line % period]
+  if period > 1:  # Every stanza of `period` lines rhymes anew.
+    state = state.replace(targets=jnp.where(
+        state.line % period == 0, lines.targets, state.targets))
+  return state, letter, state.targets[letter]
+
+
+def _seek_bias(state: VerseState, lines: LineTables, target: jax.Array,
+               spec: LineSpec) -> jax.Array:
+  """<float32>[K, steps, V]: the rhyme seekers' bonus. The first half of
+  the candidates, when the line has a group, draw its characters with
+  lines.seek_bonus wherever a line ending on them would reach min_len;
+  the scores use the model's own log-probabilities, without it."""
+  seeker = (jnp.arange(spec.candidates) < spec.candidates // 2) & (target >= 0)
+  long_enough = state.line_len + jnp.arange(spec.steps) + 1 >= spec.min_len
+  return (lines.seek_bonus * seeker[:, None, None] *
+          long_enough[None, :, None] *
+          (lines.rhyme_of == target)[None, None, :])
+
+
 def write_line(step_fn: Callable, chain: processors.Chain,
                tables: tuple[Any, ...], lines: LineTables, state: VerseState,
                keys: jax.Array, spec: LineSpec
@@ -350,23 +378,8 @@ def write_line(step_fn: Callable, chain: processors.Chain,
   keeps one (module docstring) and returns the state after it."""
   steps = spec.steps
   k = jnp.arange(spec.candidates)
-  if spec.pattern:
-    period = len(spec.pattern)
-    letter = jnp.asarray(spec.pattern, jnp.int32)[state.line % period]
-    if period > 1:  # Every stanza of `period` lines rhymes anew.
-      state = state.replace(targets=jnp.where(
-          state.line % period == 0, lines.targets, state.targets))
-    target = state.targets[letter]
-  else:
-    letter = target = jnp.int32(-1)
-  # The rhyme seekers (the first half of the candidates, when the line has
-  # a group) draw the group's characters with a bonus wherever a line
-  # ending on them would be long enough; the scores use the model's own
-  # log-probabilities, without the bonus.
-  seeker = (k < spec.candidates // 2) & (target >= 0)
-  long_enough = state.line_len + jnp.arange(steps) + 1 >= spec.min_len
-  bias = (lines.seek_bonus * seeker[:, None, None] * long_enough[None, :, None]
-          * (lines.rhyme_of == target)[None, None, :])
+  state, letter, target = _line_target(state, lines, spec)
+  bias = _seek_bias(state, lines, target, spec)
   keep_states = state_bytes(state.decode) <= KEEP_STATES_BYTES
   draw = lambda ks, b: sampler.decode(step_fn, state.decode, ks, chain,
                                       tables, every_state=keep_states, bias=b)
