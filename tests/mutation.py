@@ -434,6 +434,10 @@ MUTANTS = (
            (f'{T_LINES}::test_the_rhyme_seekers_draw_the_group_and_are_scored_'
             'without_the_bonus', W_SEEK),
            'seek_bonus has no effect: no more rhyming candidates than before'),
+    Mutant('seek-bonus-not-wired', LINES,
+           'min_len, bool(pattern) and writer.seek_bonus > 0)',
+           'min_len, False)', (W_SEEK,),
+           'LineConfig.seek_bonus has no effect through sample_text'),
     Mutant('seekers-from-the-first-character', LINES,
            '+ jnp.arange(spec.steps) + 1 >= spec.min_len',
            '+ jnp.arange(spec.steps) + 1 >= 0',

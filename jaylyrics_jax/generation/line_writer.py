@@ -127,13 +127,16 @@ class LineSpec:
 
   space_id: the line break; min_len: the shortest line (a shorter
   candidate fails); max_len: the longest line (a longer candidate
-  is capped); candidates: K; pattern: the scheme's letters (`SCHEMES`).
+  is capped); candidates: K; pattern: the scheme's letters (`SCHEMES`);
+  seek: whether half the candidates seek the rhyme (a seek bonus; without
+  one the draw adds nothing to the logits).
   """
   space_id: int
   max_len: int
   candidates: int
   pattern: tuple[int, ...]
   min_len: int = 1
+  seek: bool = False
 
   @property
   def steps(self) -> int:
@@ -379,7 +382,7 @@ def write_line(step_fn: Callable, chain: processors.Chain,
   steps = spec.steps
   k = jnp.arange(spec.candidates)
   state, letter, target = _line_target(state, lines, spec)
-  bias = _seek_bias(state, lines, target, spec)
+  bias = _seek_bias(state, lines, target, spec) if spec.seek else None
   keep_states = state_bytes(state.decode) <= KEEP_STATES_BYTES
   draw = lambda ks, b: sampler.decode(step_fn, state.decode, ks, chain,
                                       tables, every_state=keep_states, bias=b)
@@ -605,7 +608,7 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
   max_len = max_len or UNBOUNDED_LINE
   pattern = SCHEMES[writer.rhyme_scheme] if config.rhyme != 'none' else ()
   line_spec = LineSpec(space_id, max_len, writer.candidates, pattern,
-                       min_len)
+                       min_len, bool(pattern) and writer.seek_bonus > 0)
   seed = vocab.decode(seed_ids)
   seed_len = len(seed_ids)
   if pad_seed_to:

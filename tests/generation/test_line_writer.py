@@ -83,7 +83,8 @@ def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0,
 
 def _write(step, key, tables, pattern=(), k=8, line_len=0, prev_end=-1,
            min_len=1, chain=processors.Chain()):
-  spec = line_writer.LineSpec(0, MAX_LEN, k, pattern, min_len)
+  spec = line_writer.LineSpec(0, MAX_LEN, k, pattern, min_len,
+                              float(tables.seek_bonus) > 0)
   procs = (None,) * len(chain.processors)
   grams = jnp.full((2 if tables.ngram is not None else 0,), -1, jnp.int32)
   state = line_writer.VerseState(
