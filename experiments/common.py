@@ -47,8 +47,16 @@ COMPILATION_CACHE = flags.DEFINE_string(
     'Folder of the persistent XLA compilation cache; empty turns it off.')
 
 
+def _say(line: str) -> None:
+  """One line on stderr in one write: print() writes the text and its
+  newline apart, and a writer thread (orbax's, after a failed save) could
+  slip its own output in between."""
+  sys.stderr.write(line + '\n')
+  sys.stderr.flush()
+
+
 def warn(message: str) -> None:
-  print('warning: ' + message, file=sys.stderr, flush=True)
+  _say('warning: ' + message)
 
 
 def exit_now(code: int, grace: float = 2.0) -> None:
@@ -76,8 +84,7 @@ def fail(message: str) -> None:
   The library names its Python arguments (`batch_size=0`); they are shown
   as the flags that set them (`--batch_size=0`).
   """
-  print('error: ' + config_flags.to_flag_names(message), file=sys.stderr,
-        flush=True)
+  _say('error: ' + config_flags.to_flag_names(message))
   exit_now(1)
 
 
@@ -132,6 +139,5 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    print(f'error: {" ".join(str(e).split())} (see --helpshort)',
-          file=sys.stderr, flush=True)
+    _say(f'error: {" ".join(str(e).split())} (see --helpshort)')
     sys.exit(2)
