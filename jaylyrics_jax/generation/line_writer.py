@@ -162,7 +162,8 @@ class LineTables:
   novelty_weight <float32>[] and ngram: the Kneser-Ney tables whose surprise
   it weighs (None: no novelty term); rhyme_weight <float32>[]: what a
   rhyming candidate gains over the others (inf: it is kept whenever one
-  is allowed)."""
+  is allowed); seek_bonus <float32>[]: the rhyme seekers' logit bonus
+  (used when LineSpec.seek)."""
   rhyme_of: jax.Array
   length_prior: jax.Array
   likelihood_weight: jax.Array
