@@ -35,7 +35,8 @@ def main(argv):
                         warn=common.warn)
   config, train_ids = tune.settings_for(
       model, CACHE_SIZE.value, NGRAM_ORDER.value, CORPUS.value, common.warn)
-  result = tuning.evaluate_components(model, text, train_ids, config)
+  result = tuning.evaluate_components(
+      model, tune.in_reading_order(model, text), train_ids, config)
   result['step'] = model.step
   print(json.dumps(result), flush=True)
 

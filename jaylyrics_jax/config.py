@@ -104,6 +104,12 @@ class ModelConfig:
       'nn.RNN(OptimizedLSTMCell) and optax autodiff, the reference. Same '
       'parameters and results (to float32 rounding); not part of the '
       "model's shape.", choices=IMPLS)
+  right_to_left: bool = _field(
+      False, 'Read and write every line from its last character to its '
+      'first (the corpus lines reversed in training, each written line '
+      'turned back): the line writer then chooses the rhyming line end '
+      'first and writes the line back from it. The seed is kept as whole '
+      'lines.')
 
   def __post_init__(self):
     if self.vocab_size < 0:

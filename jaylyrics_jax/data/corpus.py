@@ -170,11 +170,21 @@ def split_train_valid(text: str, valid_fraction: float) -> tuple[str, str]:
   return text[:len(text) - n_valid], text[len(text) - n_valid:]
 
 
+def reverse_lines(text: str) -> str:
+  """Every line of `text` (the characters between line breaks, which are
+  spaces) written back to front, the breaks kept in place: what a
+  right-to-left model reads (`ModelConfig.right_to_left`). Its own
+  inverse."""
+  return ' '.join(line[::-1] for line in text.split(' '))
+
+
 @dataclasses.dataclass(frozen=True)
 class CorpusSplit:
   """A corpus read once for a run: cleaned, its vocabulary built on the
   whole text, cut into training ids <int32>[N] and the validation text, and
-  the cleaned text's SHA-256 (what checkpoints record)."""
+  the cleaned text's SHA-256 (what checkpoints record). For a
+  right-to-left model the ids and the validation text are in its reading
+  order (`reverse_lines`); the SHA-256 is the cleaned text's as read."""
   vocab: Vocabulary
   train_ids: np.ndarray
   valid_text: str
@@ -182,11 +192,15 @@ class CorpusSplit:
 
 
 def read_split(corpus_path: str, valid_fraction: float,
-               min_chars: int = 2) -> CorpusSplit:
-  """Reads and cleans `corpus_path`, builds its vocabulary and splits it."""
+               min_chars: int = 2, right_to_left: bool = False
+               ) -> CorpusSplit:
+  """Reads and cleans `corpus_path`, builds its vocabulary and splits it;
+  right_to_left: every line reversed first (`reverse_lines`)."""
   text = load_clean_text(corpus_path, min_chars=min_chars)
+  sha256 = sha256_of(text.encode('utf-8'))
+  if right_to_left:
+    text = reverse_lines(text)
   vocab = build_vocabulary(text)
   train_text, valid_text = split_train_valid(text, valid_fraction)
   return CorpusSplit(vocab=vocab, train_ids=vocab.encode(train_text),
-                     valid_text=valid_text,
-                     corpus_sha256=sha256_of(text.encode('utf-8')))
+                     valid_text=valid_text, corpus_sha256=sha256)

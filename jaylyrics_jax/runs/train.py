@@ -213,7 +213,8 @@ def train(corpus_path: str, model_config: ModelConfig, config: TrainConfig,
   if ngram_order < 0:
     raise JaylyricsError(f'ngram_order={ngram_order!r}: must be >= 0.')
   data = read_split(corpus_path, config.valid_fraction,
-                    min_chars(config.batch_size, config.seq_length))
+                    min_chars(config.batch_size, config.seq_length),
+                    model_config.right_to_left)
   if model_config.vocab_size not in (0, data.vocab.size):
     raise JaylyricsError(
         f'model_config has vocab_size={model_config.vocab_size} but the '

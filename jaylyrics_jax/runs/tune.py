@@ -16,6 +16,7 @@ import numpy as np
 from jaylyrics_jax.config import InferenceConfig
 from jaylyrics_jax.data.corpus import CorpusSplit
 from jaylyrics_jax.data.corpus import load_clean_text
+from jaylyrics_jax.data.corpus import reverse_lines
 from jaylyrics_jax.data.corpus import sha256_of
 from jaylyrics_jax.data.corpus import split_train_valid
 from jaylyrics_jax.errors import JaylyricsError
@@ -43,7 +44,8 @@ def write_inference_config(workdir: str, step: int,
 
 def run_corpus_split(model: LoadedModel,
                      corpus_path: str | None) -> tuple[str, str]:
-  """(train, valid) text of the run's corpus, checked by its SHA-256."""
+  """(train, valid) text of the run's corpus, checked by its SHA-256, as
+  written (`in_reading_order` gives them as the model reads them)."""
   meta = model.meta
   if not meta.get('corpus_sha256'):
     raise JaylyricsError(
@@ -67,9 +69,17 @@ def run_corpus_split(model: LoadedModel,
   return split_train_valid(text, valid_fraction)
 
 
+def in_reading_order(model: LoadedModel, text: str) -> str:
+  """`text` as the model reads it: every line reversed for a right-to-left
+  model (`reverse_lines`), as it is otherwise."""
+  return reverse_lines(text) if model.model_config.right_to_left else text
+
+
 def training_ids(model: LoadedModel, corpus_path: str | None) -> np.ndarray:
-  """The encoded training part of the run's corpus (see run_corpus_split)."""
-  return model.vocab.encode(run_corpus_split(model, corpus_path)[0])
+  """The encoded training part of the run's corpus (see run_corpus_split),
+  in the model's reading order."""
+  return model.vocab.encode(
+      in_reading_order(model, run_corpus_split(model, corpus_path)[0]))
 
 
 def settings_for(model: LoadedModel, cache_size: int = -1,
@@ -131,7 +141,8 @@ def tune_run(workdir: str, corpus_path: str | None = None,
   with lock.hold(workdir):
     model = load_model(workdir, which=which, warn=warn)
     if split is None:
-      train, valid = run_corpus_split(model, corpus_path)
+      train, valid = (in_reading_order(model, part) for part in
+                      run_corpus_split(model, corpus_path))
       train_ids = model.vocab.encode(train)
     else:
       _check_split(model, split)

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from jaylyrics_jax.config import ModelConfig
+from jaylyrics_jax.data.corpus import reverse_lines
 from jaylyrics_jax.data.vocab import Vocabulary
 from jaylyrics_jax.models.charlm import CharLM
 from jaylyrics_jax.models.charlm import zero_carries
@@ -155,7 +156,8 @@ def score_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
     params: the model's parameters (`LoadedModel.params`, `state.params`).
     model_config: its shape.
     vocab: its vocabulary.
-    text: cleaned text (see `clean_text`), N characters.
+    text: cleaned text (see `clean_text`), N characters, in the model's
+      reading order (`reverse_lines` it for a right-to-left model).
   Returns:
     `TextScores` with log_probs <float32>[N], mask <bool>[N] and hidden
     <float32>[N, rnn_size].
@@ -171,7 +173,10 @@ def score_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
 
 def evaluate_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
                   text: str) -> dict[str, float]:
-  """Scores cleaned `text`: {'bpc', 'ppl', 'oov_rate', 'chars', 'loss'}."""
+  """Scores cleaned `text`: {'bpc', 'ppl', 'oov_rate', 'chars', 'loss'}
+  (a right-to-left model reads every line reversed, `reverse_lines`)."""
+  if model_config.right_to_left:
+    text = reverse_lines(text)
   arrays = stream_arrays(text, vocab)
   nll_sum, count = stream_nll(params, model_config, arrays)
   loss = nll_sum / count if count else float('nan')

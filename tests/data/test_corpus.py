@@ -109,3 +109,27 @@ def test_download_offline_names_url_path_and_flag(tmp_path):
     corpus.download_corpus(str(target), url=url)
   message = str(e.value)
   assert url in message and str(target) in message and 'corpus_path=' in message
+
+
+def test_reverse_lines_turns_each_line_and_keeps_the_breaks():
+  assert corpus.reverse_lines('从前的 我们 ') == '的前从 们我 '
+  assert corpus.reverse_lines('天空气') == '气空天'  # An unfinished line too.
+
+
+@given(st.text(alphabet='天空 我们的', max_size=40))
+def test_reverse_lines_is_its_own_inverse(text):
+  assert corpus.reverse_lines(corpus.reverse_lines(text)) == text
+
+
+def test_a_right_to_left_split_reads_every_line_reversed(tiny_corpus):
+  forward = corpus.read_split(tiny_corpus, 0.1)
+  backward = corpus.read_split(tiny_corpus, 0.1, right_to_left=True)
+  # The same corpus (its SHA-256 as cleaned) and vocabulary, each line
+  # written back to front, then split at the same place.
+  assert backward.corpus_sha256 == forward.corpus_sha256
+  assert backward.vocab == forward.vocab
+  whole = forward.vocab.decode(forward.train_ids) + forward.valid_text
+  assert (forward.vocab.decode(backward.train_ids) + backward.valid_text ==
+          corpus.reverse_lines(whole))
+  assert len(backward.train_ids) == len(forward.train_ids)
+  assert backward.valid_text != forward.valid_text
