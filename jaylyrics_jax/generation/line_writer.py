@@ -129,7 +129,9 @@ class LineSpec:
   candidate fails); max_len: the longest line (a longer candidate
   is capped); candidates: K; pattern: the scheme's letters (`SCHEMES`);
   seek: whether half the candidates seek the rhyme (a seek bonus; without
-  one the draw adds nothing to the logits).
+  one the draw adds nothing to the logits); reverse: the model writes each
+  line from its last character (`ModelConfig.right_to_left`), so a line's
+  rhyme is the first character drawn.
   """
   space_id: int
   max_len: int
@@ -137,6 +139,7 @@ class LineSpec:
   pattern: tuple[int, ...]
   min_len: int = 1
   seek: bool = False
+  reverse: bool = False
 
   @property
   def steps(self) -> int:
@@ -365,13 +368,29 @@ def _seek_bias(state: VerseState, lines: LineTables, target: jax.Array,
                spec: LineSpec) -> jax.Array:
   """<float32>[K, steps, V]: the rhyme seekers' bonus. The first half of
   the candidates, when the line has a group, draw its characters with
-  lines.seek_bonus wherever a line ending on them would reach min_len;
-  the scores use the model's own log-probabilities, without it."""
+  lines.seek_bonus wherever a line ending on them would reach min_len
+  (reverse: as the first character drawn, the line's last); the scores use
+  the model's own log-probabilities, without it."""
   seeker = (jnp.arange(spec.candidates) < spec.candidates // 2) & (target >= 0)
-  long_enough = state.line_len + jnp.arange(spec.steps) + 1 >= spec.min_len
+  if spec.reverse:
+    long_enough = (state.line_len + jnp.arange(spec.steps)) == 0
+  else:
+    long_enough = state.line_len + jnp.arange(spec.steps) + 1 >= spec.min_len
   return (lines.seek_bonus * seeker[:, None, None] *
           long_enough[None, :, None] *
           (lines.rhyme_of == target)[None, None, :])
+
+
+def _line_end(last_drawn: jax.Array, first_drawn: jax.Array,
+              drawn: jax.Array, state: VerseState, spec: LineSpec
+              ) -> jax.Array:
+  """The character a line ends on, the one that rhymes: the last one drawn
+  before the break, or the seed's last when the line drew none; reverse:
+  the first one drawn (a right-to-left line starts after whole lines, so
+  an empty one ends on its break, which rhymes with nothing)."""
+  if spec.reverse:
+    return first_drawn
+  return jnp.where(drawn > 0, last_drawn, state.decode.token)
 
 
 def write_line(step_fn: Callable, chain: processors.Chain,
@@ -399,8 +418,8 @@ def write_line(step_fn: Callable, chain: processors.Chain,
   valid = (ended & (length >= max(spec.min_len, 1)) &
            (length <= spec.max_len) & fresh &
            ~written & ~_stutters(tokens, first))
-  last = jnp.where(first > 0, tokens[k, jnp.maximum(first - 1, 0)],
-                   state.decode.token)
+  last = _line_end(tokens[k, jnp.maximum(first - 1, 0)], tokens[:, 0],
+                   first, state, spec)
   rhymes = ((target >= 0) & (lines.rhyme_of[last] == target) &
             (last != state.prev_end))
   recited = (state.line_len == 0) * jnp.sum(jnp.where(
@@ -448,7 +467,8 @@ def write_line(step_fn: Callable, chain: processors.Chain,
 
     decoded = jax.lax.scan(read, state.decode,
                            (line, jnp.arange(steps) < keep))[0]
-  end = jnp.where(keep > 1, line[jnp.maximum(keep - 2, 0)], state.decode.token)
+  end = _line_end(line[jnp.maximum(keep - 2, 0)], line[0], keep - 1, state,
+                  spec)
   group = lines.rhyme_of[end]
   targets = jnp.where((jnp.arange(LETTERS) == letter) & (state.targets < 0) &
                       (group >= 0), group, state.targets)
@@ -597,7 +617,9 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
   characters written so far (the most of any row, at most `length`).
   pad_seed_to: as in `sampler.sample_tokens`. ngram: the run's Kneser-Ney
   tables (`DeviceMixture.tables`) for writer.novelty_weight; without them
-  a novelty weight raises.
+  a novelty weight raises. For a right-to-left model the seed, train_text,
+  avoid and the verses are in its reading order (`lyrics.sample_text`
+  turns them).
   """
   if ' ' not in vocab:
     raise JaylyricsError(
@@ -609,7 +631,8 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
   max_len = max_len or UNBOUNDED_LINE
   pattern = SCHEMES[writer.rhyme_scheme] if config.rhyme != 'none' else ()
   line_spec = LineSpec(space_id, max_len, writer.candidates, pattern,
-                       min_len, bool(pattern) and writer.seek_bonus > 0)
+                       min_len, bool(pattern) and writer.seek_bonus > 0,
+                       model_config.right_to_left)
   seed = vocab.decode(seed_ids)
   seed_len = len(seed_ids)
   if pad_seed_to:

@@ -22,6 +22,7 @@ import numpy as np
 from jaylyrics_jax.config import LineConfig
 from jaylyrics_jax.config import ModelConfig
 from jaylyrics_jax.config import SamplingConfig
+from jaylyrics_jax.data.corpus import reverse_lines
 from jaylyrics_jax.data.vocab import Vocabulary
 from jaylyrics_jax.errors import JaylyricsError
 from jaylyrics_jax.generation import controls
@@ -98,6 +99,28 @@ def _draw_characters(params, model_config, vocab, seed_ids, key, length,
   return out
 
 
+def _right_to_left(seed: str, train_text: str | None, avoid: str,
+                   config: SamplingConfig, whole_lines: bool,
+                   warn: Callable[[str], None]
+                   ) -> tuple[str, str | None, str, SamplingConfig]:
+  """The seed, training text and line to avoid as a right-to-left model
+  reads them (`reverse_lines`), and the settings it writes with. Such a
+  model writes a line from its end, so it cannot continue the seed's last
+  line: that line is kept whole. A character at a time, the per-character
+  rhyme control would rhyme each line's first character: it is off."""
+  if not seed.endswith(' '):
+    seed += ' '
+  if not whole_lines and config.rhyme != 'none':
+    warn('A right-to-left model writes each line from its end, so a '
+         'character at a time the rhyme control would rhyme line starts: '
+         'rhyme is off. Write with the line writer (candidates > 0) to '
+         'rhyme.')
+    config = dataclasses.replace(config, rhyme='none')
+  return (reverse_lines(seed),
+          None if train_text is None else reverse_lines(train_text),
+          avoid[::-1], config)
+
+
 def sample_candidates(params: Any, model_config: ModelConfig,
                       vocab: Vocabulary, seed: str, key: jax.Array,
                       length: int = 200,
@@ -119,21 +142,31 @@ def sample_candidates(params: Any, model_config: ModelConfig,
     raise JaylyricsError(
         'The seed text is empty. Pass a seed of Chinese characters, e.g. '
         'seed="从前".')
-  seed_ids = vocab.encode(seed, unknown=unknown)
+  whole_lines = writer is not None and writer.candidates > 0
+  read_seed, read_train = seed, train_text
+  if model_config.right_to_left:
+    read_seed, read_train, avoid, config = _right_to_left(
+        seed, train_text, avoid, config, whole_lines, warn)
+  seed_ids = vocab.encode(read_seed, unknown=unknown)
+  pad_seed_to = pad_seed_to and max(pad_seed_to, len(seed_ids))
   rows = num_samples * config.best_of
   sampler.check_request(seed_ids, length, rows, pad_seed_to)
   # The novelty term weighs the run's n-gram whichever part is drawn from.
   ngram = mixture.tables if mixture is not None else None
   mixture = for_generation(mixture, config.mixture)
-  if writer is not None and writer.candidates:
+  if whole_lines:
     drawn = [(v.text, v.mean_log_prob) for v in line_writer.write_verses(
         params, model_config, vocab, seed_ids, key, config, writer, length,
-        config.lines, rows, mixture, train_text, warn, avoid, on_chunk,
+        config.lines, rows, mixture, read_train, warn, avoid, on_chunk,
         pad_seed_to, ngram)]
   else:
     drawn = _draw_characters(params, model_config, vocab, seed_ids, key,
-                             length, config, rows, mixture, train_text,
+                             length, config, rows, mixture, read_train,
                              warn, chunk, on_chunk, pad_seed_to)
+  if model_config.right_to_left:  # Each line turned back; a line whose
+    # start was never written (a character at a time) is left out.
+    drawn = [(reverse_lines(text[:text.rfind(' ') + 1]), mean_lp)
+             for text, mean_lp in drawn]
   judge = None
   if config.best_of > 1:  # Without the training text, copies count 0.
     judge = realism.make_judge(train_text or '', vocab, fluency=False)
@@ -196,6 +229,10 @@ def sample_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
       calls on_chunk after every call of its own (`line_writer`).
     writer: the line writer's settings (`LineConfig`; the default writes
       whole lines); None or candidates=0 writes a character at a time.
+
+  A right-to-left model (`ModelConfig.right_to_left`) writes every line
+  from its last character; the texts come back in reading order, the
+  seed's last line kept as a whole line (it cannot be continued).
   """
   groups = sample_candidates(params, model_config, vocab, seed, key, length,
                              config, num_samples, unknown, mixture,

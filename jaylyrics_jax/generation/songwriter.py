@@ -228,7 +228,8 @@ class Songwriter:
             temperature: float | None = None, best_of: int = 1,
             rng_seed: int = 0,
             on_chunk: Callable[[int], None] | None = None) -> Song:
-    """A song of `lines` lines whose first line starts with `seed`.
+    """A song of `lines` lines whose first line starts with `seed` (is the
+    seed, for a right-to-left run: `ModelConfig.right_to_left`).
 
     rhyme_choice: 'auto', 'none', a character, a pinyin final or a rhyme
     group's name (see `SamplingConfig.rhyme`). rng_seed: in 0..2**32 - 1.
@@ -257,6 +258,11 @@ class Songwriter:
     if not 0 <= index < len(song_lines):
       raise JaylyricsError(f'index={index}: the song has lines 0..'
                            f'{len(song_lines) - 1}.')
+    if index == 0 and self.model.model_config.right_to_left:
+      raise JaylyricsError(
+          'This run writes lines from their end, so its first line is the '
+          'seed itself: rewrite another line, or write again from another '
+          'seed.')
     missing = self.model.vocab.unknown_chars(''.join(song_lines))
     if missing:
       raise JaylyricsError(

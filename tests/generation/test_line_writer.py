@@ -82,9 +82,9 @@ def _tables(first_group=-1, avoid=(), weight=1.0, recited=(), penalty=0.0,
 
 
 def _write(step, key, tables, pattern=(), k=8, line_len=0, prev_end=-1,
-           min_len=1, chain=processors.Chain()):
+           min_len=1, chain=processors.Chain(), reverse=False):
   spec = line_writer.LineSpec(0, MAX_LEN, k, pattern, min_len,
-                              float(tables.seek_bonus) > 0)
+                              float(tables.seek_bonus) > 0, reverse)
   procs = (None,) * len(chain.processors)
   grams = jnp.full((2 if tables.ngram is not None else 0,), -1, jnp.int32)
   state = line_writer.VerseState(
@@ -428,6 +428,49 @@ def test_the_rhyme_seekers_draw_the_group_and_are_scored_without_the_bonus(
   free = _write(step, 3, _tables(first_group=group, seek=30.0), k=k,
                 line_len=line_len, min_len=min_len)[1]
   np.testing.assert_array_equal(free.tokens, plain.tokens)
+
+
+def test_a_right_to_left_line_rhymes_on_the_first_character_drawn():
+  # A right-to-left model draws a line from its end: the character that
+  # rhymes is the first one drawn, and the next line must not end on the
+  # same one. With rhyme ranked first, the kept line's first character is
+  # in the group whenever an allowed candidate's is.
+  group = int(rhyme.rhyme_table(CHARS)[1])  # 天 边 前.
+  tables = _tables(first_group=group)
+  rhymed = 0
+  for key in range(20):
+    state, choice = _write(_stub(0.5), key, tables, pattern=(0,),
+                           prev_end=2, reverse=True)
+    view = _host_view(choice, tables)
+    rhyming = [ok and toks[0] in (1, 3)  # 边 (2) ended the line before.
+               for (ok, *_), toks in zip(view, choice.tokens)]
+    np.testing.assert_array_equal(
+        choice.rhymes, [toks[0] in (1, 3) for toks in choice.tokens])
+    if any(rhyming):
+      rhymed += 1
+      assert rhyming[int(choice.best)]
+    best = int(choice.best)
+    assert int(state.prev_end) == choice.tokens[best, 0]
+  assert rhymed >= 5
+
+
+def test_right_to_left_seekers_draw_the_group_first_only():
+  # Reversed, the seekers' bonus is on the first character drawn (the
+  # line's last) and nowhere else; it stays out of the log-probabilities.
+  group, k = int(rhyme.rhyme_table(CHARS)[1]), 8
+  step = _stub(0.5)
+  plain = _write(step, 3, _tables(first_group=group), pattern=(0,), k=k,
+                 min_len=4, reverse=True)[1]
+  seek = _write(step, 3, _tables(first_group=group, seek=30.0), pattern=(0,),
+                k=k, min_len=4, reverse=True)[1]
+  np.testing.assert_array_equal(seek.tokens[k // 2:], plain.tokens[k // 2:])
+  assert set(seek.tokens[:k // 2, 0]) <= {1, 2, 3}
+  later = seek.tokens[:k // 2, 1:]
+  assert not set(later.ravel()) <= {1, 2, 3}  # No bonus after the first.
+  logits = step(jnp.int32(0), jnp.int32(6))[0]
+  np.testing.assert_allclose(
+      seek.log_probs[:, 0],
+      np.asarray(jax.nn.log_softmax(logits))[seek.tokens[:, 0]], atol=1e-5)
 
 
 def test_a_rewrite_never_keeps_the_line_it_replaces():

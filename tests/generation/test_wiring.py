@@ -282,6 +282,25 @@ def test_seek_bonus_reaches_the_line_writer(uniform):
   assert rhyming[2.0] > rhyming[0.0] + 0.2, rhyming
 
 
+def test_a_right_to_left_model_rhymes_its_line_ends(uniform):
+  """A right-to-left model draws each line from its end, so the rhyme
+  (and the seekers' bonus) falls on the first character drawn, which is
+  the line's last once turned back: most lines end on 地 or 你, far more
+  than start on them (wired the other way round, it is the reverse)."""
+  params = uniform('春夏秋冬地你', space_weight=2.0)
+  config = dataclasses.replace(OFF, rhyme='i', max_line=8, lines=12)
+  writer = jl.LineConfig(candidates=2, rhyme_scheme='AAAA',
+                         rhyme_weight=math.inf, seek_bonus=2.0)
+  texts = jl.sample_text(params, dataclasses.replace(MODEL, right_to_left=True),
+                         VOCAB, SEED, jax.random.key(2), 150, config,
+                         num_samples=4, train_text=TRAIN, writer=writer)
+  lines = [line for text in texts for line in _written_lines(text)[1:]
+           if line]
+  ends = sum(line[-1] in '地你' for line in lines) / len(lines)
+  starts = sum(line[0] in '地你' for line in lines) / len(lines)
+  assert ends > 0.6 and ends > starts + 0.15, (ends, starts)
+
+
 def test_text_key_folds_the_seed_text_into_the_rng_seed():
   data = lambda key: jax.random.key_data(key).tolist()
   assert data(jl.text_key(3, '从前')) == data(jl.text_key(3, '从前'))
