@@ -87,6 +87,8 @@ CHECKPOINTS = 'jaylyrics_jax.runs.checkpoints'
 TRAIN = 'jaylyrics_jax.runs.train'
 LOCK = 'jaylyrics_jax.runs.lock'
 LINES = 'jaylyrics_jax.generation.line_writer'
+CORPUS = 'jaylyrics_jax.data.corpus'
+TUNE = 'jaylyrics_jax.runs.tune'
 SONGWRITER = 'jaylyrics_jax.generation.songwriter'
 WEB = 'experiments.web_app'
 GUARD = 'experiments.web_guard'
@@ -101,6 +103,7 @@ T_FUSED = 'tests/models/test_fused.py'
 T_TRAINER = 'tests/runs/test_trainer.py'
 T_LOCK = 'tests/runs/test_workdir_lock.py'
 T_LINES = 'tests/generation/test_line_writer.py'
+T_RTL = 'tests/generation/test_right_to_left.py'
 
 W_LINES = f'{T_WIRING}::test_min_and_max_line_bound_every_line_and_both_are_reached'
 W_COPY = f'{T_WIRING}::test_max_copy_allows_runs_of_n_never_n_plus_1'
@@ -113,6 +116,7 @@ W_LENGTH = f'{T_WIRING}::test_length_weight_reaches_the_line_writer'
 W_SCHEME = f'{T_WIRING}::test_rhyme_scheme_reaches_the_line_writer'
 W_RHYME_WEIGHT = f'{T_WIRING}::test_rhyme_weight_reaches_the_line_writer'
 W_SEEK = f'{T_WIRING}::test_seek_bonus_reaches_the_line_writer'
+W_RTL_RHYME = f'{T_WIRING}::test_a_right_to_left_model_rhymes_its_line_ends'
 L_BEST = f'{T_LINES}::test_keeps_the_best_scoring_candidate'
 P_BOUNDS = f'{T_PROC}::test_line_form_bounds_every_line'
 DRAW_EXACT = f'{T_SAMPLING}::test_two_level_draw_is_exact_at_every_vocabulary_size'
@@ -435,8 +439,8 @@ MUTANTS = (
             'without_the_bonus', W_SEEK),
            'seek_bonus has no effect: no more rhyming candidates than before'),
     Mutant('seek-bonus-not-wired', LINES,
-           'min_len, bool(pattern) and writer.seek_bonus > 0)',
-           'min_len, False)', (W_SEEK,),
+           'min_len, bool(pattern) and writer.seek_bonus > 0,',
+           'min_len, False,', (W_SEEK,),
            'LineConfig.seek_bonus has no effect through sample_text'),
     Mutant('seekers-from-the-first-character', LINES,
            '+ jnp.arange(spec.steps) + 1 >= spec.min_len',
@@ -574,6 +578,39 @@ MUTANTS = (
            "pattern = SCHEMES['AABB'] if",
            (W_SCHEME,),
            'LineConfig.rhyme_scheme has no effect (always AABB)'),
+    Mutant('right-to-left-rhymes-the-last-drawn', LINES,
+           '  if spec.reverse:\n    return first_drawn\n', '',
+           (f'{T_LINES}::test_a_right_to_left_line_rhymes_on_the_first_'
+            'character_drawn',),
+           'a right-to-left line rhymes on its first character, not its end'),
+    Mutant('right-to-left-seekers-everywhere', LINES,
+           '(state.line_len + jnp.arange(spec.steps)) == 0',
+           '(state.line_len + jnp.arange(spec.steps)) >= 0',
+           (f'{T_LINES}::test_right_to_left_seekers_draw_the_group_first_only',),
+           'right-to-left seekers push rhyming characters all through the '
+           'line'),
+    Mutant('right-to-left-not-wired', LINES,
+           '                       model_config.right_to_left)',
+           '                       False)',
+           (f'{T_RTL}::test_the_line_writer_writes_the_next_lines_forwards',
+            W_RTL_RHYME),
+           'a right-to-left run rhymes the starts of its lines'),
+    Mutant('right-to-left-trains-forwards', CORPUS,
+           '  if right_to_left:\n    text = reverse_lines(text)\n', '',
+           (f'{T_RTL}::test_the_run_learned_its_lines_backwards',),
+           'a right-to-left run learns lines forwards and is read backwards'),
+    Mutant('right-to-left-lines-not-turned-back', LYRICS,
+           'drawn = [(reverse_lines(text[:text.rfind(\' \') + 1]), mean_lp)',
+           'drawn = [(text[:text.rfind(\' \') + 1], mean_lp)',
+           (f'{T_RTL}::test_a_character_at_a_time_it_writes_the_next_lines_'
+            'forwards',),
+           'a right-to-left run prints every line back to front'),
+    Mutant('right-to-left-ngram-forwards', TUNE,
+           '  return reverse_lines(text) if model.model_config.right_to_left '
+           'else text',
+           '  return text',
+           (f'{T_RTL}::test_the_run_learned_its_lines_backwards',),
+           "a right-to-left run's n-grams count its lines forwards"),
 )
 
 
