@@ -617,9 +617,7 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
   characters written so far (the most of any row, at most `length`).
   pad_seed_to: as in `sampler.sample_tokens`. ngram: the run's Kneser-Ney
   tables (`DeviceMixture.tables`) for writer.novelty_weight; without them
-  a novelty weight raises. For a right-to-left model the seed, train_text,
-  avoid and the verses are in its reading order (`lyrics.sample_text`
-  turns them).
+  a novelty weight raises. All text is in the model's reading order.
   """
   if ' ' not in vocab:
     raise JaylyricsError(
@@ -630,8 +628,8 @@ def write_verses(params: Any, model_config: ModelConfig, vocab: Vocabulary,
   min_len, _, max_len = controls.line_bounds(config, train_text, warn)
   max_len = max_len or UNBOUNDED_LINE
   pattern = SCHEMES[writer.rhyme_scheme] if config.rhyme != 'none' else ()
-  line_spec = LineSpec(space_id, max_len, writer.candidates, pattern,
-                       min_len, bool(pattern) and writer.seek_bonus > 0,
+  line_spec = LineSpec(space_id, max_len, writer.candidates, pattern, min_len,
+                       bool(pattern) and writer.seek_bonus > 0,
                        model_config.right_to_left)
   seed = vocab.decode(seed_ids)
   seed_len = len(seed_ids)
