@@ -30,8 +30,8 @@ from jaylyrics_jax.data.corpus import clean_line
 from jaylyrics_jax.data.corpus import clean_text
 from jaylyrics_jax.data.corpus import download_corpus
 from jaylyrics_jax.data.corpus import load_clean_text
-from jaylyrics_jax.data.corpus import reverse_lines
 from jaylyrics_jax.data.corpus import resolve_corpus
+from jaylyrics_jax.data.corpus import reverse_lines
 from jaylyrics_jax.data.corpus import split_train_valid
 from jaylyrics_jax.data.vocab import build_vocabulary
 from jaylyrics_jax.data.vocab import Vocabulary
@@ -85,8 +85,8 @@ __all__ = [
     'clean_text',
     'download_corpus',
     'load_clean_text',
-    'reverse_lines',
     'resolve_corpus',
+    'reverse_lines',
     'split_train_valid',
     'JaylyricsError',
     'evaluate_text',
