@@ -150,7 +150,9 @@ def score_text(params: Any, model_config: ModelConfig, vocab: Vocabulary,
 
   The same stream as `evaluate_text` (a ' ' context first, the carry passed
   along; unknown input characters fed as id 0), so
-  `-scores.log_probs[scores.mask].mean()` is `evaluate_text(...)['loss']`.
+  `-scores.log_probs[scores.mask].mean()` is `evaluate_text(...)['loss']`
+  (given the text as written: for a right-to-left model evaluate_text
+  reverses its lines itself, score_text keeps positions as given).
 
   Args:
     params: the model's parameters (`LoadedModel.params`, `state.params`).

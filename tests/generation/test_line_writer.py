@@ -446,10 +446,10 @@ def test_a_right_to_left_line_rhymes_on_the_first_character_drawn():
                for (ok, *_), toks in zip(view, choice.tokens)]
     np.testing.assert_array_equal(
         choice.rhymes, [toks[0] in (1, 3) for toks in choice.tokens])
+    best = int(choice.best)
     if any(rhyming):
       rhymed += 1
-      assert rhyming[int(choice.best)]
-    best = int(choice.best)
+      assert rhyming[best]
     assert int(state.prev_end) == choice.tokens[best, 0]
   assert rhymed >= 5
 

@@ -10,7 +10,6 @@ way round), or whose lines came back unturned, writes other text.
 import dataclasses
 
 import jax
-import numpy as np
 import pytest
 
 import jaylyrics_jax as jl
@@ -38,12 +37,12 @@ def run(tmp_path_factory):
   return jl.load_run(config.workdir, corpus_path=str(corpus))
 
 
-def _write(run, seed, config, writer=None):
+def _write(run, seed, config, writer=None, warn=lambda message: None):
   model = run.model
   return jl.sample_text(model.params, model.model_config, model.vocab, seed,
                         jax.random.key(0), length=40, config=config,
                         mixture=run.mixture, train_text=run.train_text,
-                        writer=writer)[0]
+                        warn=warn, writer=writer)[0]
 
 
 def test_the_run_learned_its_lines_backwards(run):
@@ -67,11 +66,8 @@ def test_a_character_at_a_time_it_writes_the_next_lines_forwards(run):
   assert _write(run, '夏雨打荷叶', config) == ' '.join(LINES[1:5]) + ' '
   # With rhyme asked for, it says the control would rhyme line starts.
   said = []
-  text = jl.sample_text(
-      run.model.params, run.model.model_config, run.model.vocab, '秋月照山水',
-      jax.random.key(0), length=40,
-      config=dataclasses.replace(config, rhyme='auto'), mixture=run.mixture,
-      train_text=run.train_text, warn=said.append, writer=None)[0]
+  text = _write(run, '秋月照山水', dataclasses.replace(config, rhyme='auto'),
+                warn=said.append)
   assert text == ' '.join(LINES[2:6]) + ' '
   assert any('rhyme is off' in s for s in said)
 
